@@ -1,0 +1,51 @@
+"""Resumable checkpoints: atomic, complete-marked, loaded with ``weights_only=True`` (no arbitrary pickle).
+
+Layout under a run directory: ``checkpoints/step-000120.pt``. A file only appears under its final name after it was
+fully written and fsynced (see :func:`scaling.io.atomic_write`), so the newest name is always a complete
+checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaling.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def latest(run_dir: Path) -> Path | None:
+    found = sorted(checkpoint_dir(run_dir).glob("step-*.pt"))
+    return found[-1] if found else None
+
+
+def load(path: Path, expected_run_id: str) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to resume from the "
+                              "previous one or to start over") from None
+    if state.get("run_id") != expected_run_id:
+        raise CheckpointError(f"checkpoint {path} belongs to run {state.get('run_id')!r}, not {expected_run_id!r}: "
+                              "a different config; use a new run.out_dir or delete the run directory")
+    return state

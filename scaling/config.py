@@ -1,0 +1,391 @@
+"""The typed schema of a training run.
+
+Values live in YAML under ``configs/``; this module only says what each field means, which values are legal,
+and turns a plain mapping (what Hydra composed) into frozen dataclasses. Every mistake is reported as a
+:class:`ConfigError` that names the field and the fix, before any compute starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration mistake: ``field`` is the dotted path, the message says what to do."""
+
+    def __init__(self, field_path: str, problem: str, fix: str) -> None:
+        self.field_path = field_path
+        super().__init__(f"{field_path}: {problem} (fix: {fix})")
+
+
+def _require(ok: bool, field_path: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(field_path, problem, fix)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    arch: Literal["llama", "gpt2"]
+    """`llama`: RMSNorm, SwiGLU, RoPE, no biases (exports to LlamaForCausalLM).
+    `gpt2`: LayerNorm, GELU (tanh), learned positions, biases (exports to GPT2LMHeadModel)."""
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int | None
+    """Hidden width of the MLP; null derives it from `ffn_ratio`."""
+    ffn_ratio: float
+    """d_ff = ffn_ratio * d_model rounded up to a multiple of 16, used when `d_ff` is null."""
+    seq_len: int
+    """Context length in tokens of every training and evaluation sequence."""
+    vocab_size: int
+    tie_embeddings: bool
+    """Share the token embedding with the output projection."""
+    init_std: float
+    """Std of the normal init of every matrix; residual projections get init_std / sqrt(2 * num_layers)."""
+    norm_eps: float
+    rope_theta: float
+    """RoPE base frequency (llama only)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "d_model", "num_heads", "seq_len", "vocab_size"):
+            _require(getattr(self, name) > 0, f"model.{name}", f"must be positive, got {getattr(self, name)}",
+                     "set a positive integer")
+        _require(self.d_model % self.num_heads == 0, "model.d_model",
+                 f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}",
+                 "choose num_heads that divides d_model")
+        if self.arch == "llama":
+            _require(self.head_dim % 2 == 0, "model.num_heads",
+                     f"RoPE needs an even head dimension, got d_model/num_heads={self.head_dim}",
+                     "choose num_heads so that d_model/num_heads is even")
+        _require(self.d_ff is None or self.d_ff > 0, "model.d_ff", f"must be positive, got {self.d_ff}",
+                 "set a positive integer or null to use ffn_ratio")
+        _require(self.ffn_ratio > 0, "model.ffn_ratio", f"must be positive, got {self.ffn_ratio}", "e.g. 4.0")
+        _require(self.init_std > 0, "model.init_std", f"must be positive, got {self.init_std}", "e.g. 0.02")
+        _require(self.vocab_size <= 2**32, "model.vocab_size", "too large", "use a vocabulary below 2^32")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        return 16 * math.ceil(self.ffn_ratio * self.d_model / 16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    kind: Literal["bpe", "bytes"]
+    """`bpe`: byte-level BPE trained on the training split; `bytes`: the 256 raw bytes."""
+    vocab_size: int
+    """Size of the trained BPE vocabulary; 256 for `bytes`."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "bpe":
+            _require(257 <= self.vocab_size <= 65536, "data.tokenizer.vocab_size",
+                     f"{self.vocab_size} is outside [257, 65536] for a byte-level BPE",
+                     "pick e.g. 4096, or data=classics_bytes")
+        else:
+            _require(self.vocab_size == 256, "data.tokenizer.vocab_size",
+                     f"bytes have 256 ids, got {self.vocab_size}", "set data.tokenizer.vocab_size=256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    source: Literal["classics", "files", "hub"]
+    """`classics`: the embedded default corpus (built offline from installed packages);
+    `files`: local text/json/jsonl/parquet files in `paths`; `hub`: a dataset on the Hugging Face hub."""
+    paths: list[str]
+    """Local files or glob patterns (source=files)."""
+    text_field: str
+    """Column holding the text (json/parquet/hub)."""
+    hub_name: str | None
+    hub_subset: str | None
+    hub_split: str
+    hub_max_docs: int | None
+    """Stop streaming a hub dataset after this many documents (null: the whole split)."""
+    offline: bool
+    """Refuse to reach the hub (the default): a hub source then fails at once with a one-line error."""
+    val_fraction: float
+    """Fraction of text blocks held out for validation; the split is a fixed function of the text."""
+    tokenizer: TokenizerConfig
+    cache_dir: str
+    """Where tokenizers and memory-mapped token files live, shared by every run with the same data config."""
+    on_repeat: Literal["warn", "error"]
+    """What to do when a budget needs more tokens than the training split has."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.val_fraction < 0.5, "data.val_fraction", f"{self.val_fraction} is not in (0, 0.5)",
+                 "use e.g. 0.02")
+        if self.source == "files":
+            _require(len(self.paths) > 0, "data.paths", "source=files needs at least one path",
+                     "set data.paths=[/path/to/corpus.txt]")
+        if self.source == "hub":
+            _require(bool(self.hub_name), "data.hub_name", "source=hub needs a dataset name",
+                     "set data.hub_name=<owner/name>")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    lr: float
+    """Peak learning rate."""
+    min_lr_ratio: float
+    """Floor of the decay as a fraction of the peak."""
+    schedule: Literal["cosine", "constant", "wsd"]
+    """`cosine`: warmup then cosine over the run's own budget (Chinchilla); `constant`: warmup then flat;
+    `wsd`: warmup, stable, then linear decay over the last `decay_fraction` of steps."""
+    warmup_steps: int
+    decay_fraction: float
+    """Fraction of steps spent decaying (wsd only)."""
+    weight_decay: float
+    """Applied to matrices only (not to norms, biases or embeddings)."""
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    """Max global gradient norm; 0 disables clipping."""
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr", f"learning rate must be positive, got {self.lr}", "e.g. optim.lr=3e-3")
+        _require(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"{self.min_lr_ratio} not in [0, 1]", "e.g. 0.1")
+        _require(self.warmup_steps >= 0, "optim.warmup_steps", f"negative: {self.warmup_steps}", "use 0 or more")
+        _require(0 < self.decay_fraction <= 1, "optim.decay_fraction", f"{self.decay_fraction} not in (0, 1]",
+                 "e.g. 0.2")
+        _require(self.weight_decay >= 0, "optim.weight_decay", f"negative: {self.weight_decay}", "use 0 or more")
+        for name in ("beta1", "beta2"):
+            _require(0 <= getattr(self, name) < 1, f"optim.{name}", f"{getattr(self, name)} not in [0, 1)",
+                     "e.g. 0.9 / 0.95")
+        _require(self.grad_clip >= 0, "optim.grad_clip", f"negative: {self.grad_clip}", "use 0 to disable")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetConfig:
+    tokens: int
+    """Training tokens: the run's length. Steps = round(tokens / batch_tokens)."""
+    batch_tokens: int
+    """Tokens per optimizer step, independent of the micro-batch (gradient accumulation makes up the rest)."""
+    micro_batch_size: int
+    """Sequences per forward/backward pass; lower it to save memory, the batch stays the same."""
+
+    def __post_init__(self) -> None:
+        _require(self.tokens > 0, "budget.tokens", f"must be a positive integer, got {self.tokens}",
+                 "e.g. budget.tokens=2000000")
+        _require(self.batch_tokens > 0, "budget.batch_tokens", f"must be positive, got {self.batch_tokens}",
+                 "e.g. 8192")
+        _require(self.micro_batch_size > 0, "budget.micro_batch_size", f"must be positive, got {self.micro_batch_size}",
+                 "e.g. 8")
+        _require(self.tokens >= self.batch_tokens, "budget.tokens",
+                 f"budget of {self.tokens} tokens is smaller than one batch ({self.batch_tokens} tokens)",
+                 "raise budget.tokens or lower budget.batch_tokens")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionConfig:
+    dtype: Literal["fp32", "bf16", "fp16"]
+    """Autocast compute dtype; parameters and optimizer state stay fp32. fp16 needs CUDA (it uses a GradScaler)."""
+    tf32: bool
+    """Allow TF32 matmuls on CUDA (ignored on CPU)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    interval_steps: int
+    """Evaluate on the held-out split every this many steps (and always at the end); 0: only at the end."""
+    tokens: int
+    """Held-out tokens per evaluation (the same fixed sequences every time and for every run)."""
+
+    def __post_init__(self) -> None:
+        _require(self.interval_steps >= 0, "eval.interval_steps", "negative", "use 0 (end only) or more")
+        _require(self.tokens > 0, "eval.tokens", f"must be positive, got {self.tokens}", "e.g. 65536")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    interval_steps: int
+    """Save a resumable checkpoint every this many steps; 0 disables periodic checkpoints."""
+    keep_last: int
+    """How many complete checkpoints to keep."""
+
+    def __post_init__(self) -> None:
+        _require(self.interval_steps >= 0, "checkpoint.interval_steps", "negative", "use 0 to disable")
+        _require(self.keep_last >= 1, "checkpoint.keep_last", f"must be at least 1, got {self.keep_last}", "e.g. 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    out_dir: str
+    """Parent directory: the run writes into `<out_dir>/<run_id>/`."""
+    device: str
+    """`auto` (cuda if present, else cpu), `cpu`, `cuda` or `cuda:N`."""
+    num_threads: int | None
+    """CPU threads for this process; null: SLURM_CPUS_PER_TASK inside Slurm, else 1 (fastest per process on a
+    shared box; run grid points side by side instead)."""
+    cpu_peak_flops_per_s: float | None
+    """Peak used for MFU on CPU; null measures a matmul at start-up."""
+    compile: bool
+    """torch.compile the model."""
+    log_interval_steps: int
+    progress: bool
+    """Show a live progress bar."""
+    export_hf: bool
+    """Save the final model in transformers format under `hf/`."""
+
+    def __post_init__(self) -> None:
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "run.device",
+                 f"unknown device {self.device!r}", "use auto, cpu, cuda or cuda:N")
+        _require(self.num_threads is None or self.num_threads > 0, "run.num_threads", "must be positive",
+                 "use null or a positive integer")
+        _require(self.log_interval_steps > 0, "run.log_interval_steps", "must be positive", "e.g. 10")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    mode: Literal["off", "offline", "online"]
+    """wandb mirror of metrics.jsonl: `offline` needs no account; local files stay the source of truth."""
+    project: str
+    group: str | None
+    """Runs of one sweep share a group (the sweep sets it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    seed: int
+    """Seeds model init and batch order."""
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    budget: BudgetConfig
+    precision: PrecisionConfig
+    eval: EvalConfig
+    checkpoint: CheckpointConfig
+    run: RunConfig
+    tracking: TrackingConfig
+
+    def __post_init__(self) -> None:
+        _require(self.model.vocab_size == self.data.tokenizer.vocab_size, "model.vocab_size",
+                 f"model.vocab_size={self.model.vocab_size} but the tokenizer has "
+                 f"{self.data.tokenizer.vocab_size} tokens",
+                 "leave model.vocab_size at ${data.tokenizer.vocab_size} or set both to the same value")
+        _require(self.budget.batch_tokens % (self.budget.micro_batch_size * self.model.seq_len) == 0,
+                 "budget.batch_tokens",
+                 f"{self.budget.batch_tokens} is not a multiple of micro_batch_size*seq_len = "
+                 f"{self.budget.micro_batch_size}*{self.model.seq_len}",
+                 "make batch_tokens a multiple of micro_batch_size * model.seq_len")
+        _require(self.eval.tokens >= self.model.seq_len, "eval.tokens",
+                 f"{self.eval.tokens} is less than one sequence ({self.model.seq_len})", "raise eval.tokens")
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.budget.batch_tokens // (self.budget.micro_batch_size * self.model.seq_len)
+
+    @property
+    def num_steps(self) -> int:
+        return max(1, round(self.budget.tokens / self.budget.batch_tokens))
+
+
+# Fields that change where or how a run is observed, never what it computes: left out of the run id.
+NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
+    {"run.out_dir", "run.num_threads", "run.progress", "run.log_interval_steps", "run.export_hf",
+     "run.cpu_peak_flops_per_s", "tracking", "checkpoint", "data.cache_dir"}
+)
+
+
+def run_id(cfg: TrainConfig) -> str:
+    """Content hash of the semantic config: equal ids mean the same computation."""
+    semantic = _drop(to_dict(cfg), NON_SEMANTIC_FIELDS)
+    return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _drop(tree: dict[str, Any], dotted: frozenset[str], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if path in dotted:
+            continue
+        out[key] = _drop(value, dotted, path + ".") if isinstance(value, dict) else value
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def parse(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain mapping, checking names and types field by field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix.rstrip(".") or "<root>", f"expected a mapping, got {type(raw).__name__}",
+                          "check the YAML structure")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", "unknown field",
+                          f"remove it or use one of: {', '.join(sorted(known))}")
+    values = {}
+    for f in fields(cls):
+        path = f"{prefix}{f.name}"
+        if f.name not in raw:
+            raise ConfigError(path, "missing", "add it to the config (see configs/ for defaults)")
+        values[f.name] = _coerce(hints[f.name], raw[f.name], path)
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return parse(tp, value, path + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ConfigError(path, "must not be null", "set a value")
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(inner[0], value, path)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(path, f"unknown value {value!r}", f"use one of: {', '.join(map(str, allowed))}")
+        return value
+    if origin is list:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}", "write it as [a, b]")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true/false, got {value!r}", "write true or false")
+        return value
+    if tp is int:
+        # Hydra and YAML read 1e6 as a float: accept floats that are whole numbers.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+            raise ConfigError(path, f"expected an integer, got {value!r}", "write a whole number such as 1000000")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(path, f"expected a finite number, got {value!r}", "write a number such as 3e-4")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}", "quote the value")
+        return value
+    raise TypeError(f"unsupported schema type {tp} at {path}")
+
+
+def load_train_config(raw: Mapping[str, Any]) -> TrainConfig:
+    return parse(TrainConfig, raw)
+
+
+__all__ = ["ConfigError", "TrainConfig", "ModelConfig", "load_train_config", "run_id", "to_dict", "parse"]

@@ -1,0 +1,255 @@
+"""Text → tokenizer → memory-mapped token files, built once per data config and shared by every run.
+
+Pipeline (all deterministic): documents are loaded through ``datasets`` (the embedded corpus, local
+text/json/parquet files, or a hub dataset), cut into blocks of about ``BLOCK_CHARS`` characters at paragraph or
+line boundaries, and each block goes to the validation split when a hash of its text falls below
+``val_fraction`` — so the split is a fixed function of the text, identical for every run with the same data
+config. A byte-level BPE (or the raw bytes) is trained on the training blocks only, both splits are tokenized once
+into ``train.bin`` / ``val.bin`` (uint16), and ``meta.json`` is written last to mark the cache complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from filelock import FileLock
+
+from scaling.config import DataConfig
+from scaling.io import atomic_write, atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+BLOCK_CHARS = 4096
+EOT = "<|endoftext|>"
+FORMATS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+CACHE_FORMAT = 1
+
+
+class DataError(RuntimeError):
+    """A data problem the user can fix; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class TokenData:
+    directory: Path
+    train: np.ndarray
+    val: np.ndarray
+    vocab_size: int
+    tokenizer_file: Path
+    eos_token: str | None
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def _local_files(cfg: DataConfig) -> tuple[str, list[str]]:
+    files: list[str] = []
+    for pattern in cfg.paths:
+        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matches:
+            raise DataError(f"data.paths: no file matches {pattern!r} (fix: point data.paths at existing files)")
+        files += matches
+    kinds = {FORMATS.get(Path(f).suffix.lower()) for f in files}
+    if None in kinds or len(kinds) != 1:
+        raise DataError(f"data.paths: files must all be one of {sorted(FORMATS)} (got {files[:3]}...) "
+                        "(fix: list files of a single format)")
+    return kinds.pop(), files
+
+
+def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], str, bool]:
+    """Records of the configured source, the field that holds their text, and whether each record is a whole
+    document (json/parquet/hub) rather than one line of a running text (the `text` loader)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if cfg.source == "classics":
+        from scaling.corpus import build_classics
+
+        path = build_classics(cache_dir / "corpora" / "classics.jsonl")
+        return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
+    if cfg.source == "files":
+        kind, files = _local_files(cfg)
+        ds = datasets.load_dataset(kind, data_files=files, split="train")
+        field = "text" if kind == "text" else cfg.text_field
+        if field not in ds.column_names:
+            raise DataError(f"data.text_field: column {field!r} not found; columns are {ds.column_names} "
+                            "(fix: set data.text_field to one of them)")
+        return ds, field, kind != "text"
+    if cfg.offline:
+        raise DataError(f"data.hub_name={cfg.hub_name!r}: the hub is unreachable in offline mode "
+                        "(fix: set data.offline=false on a machine with internet, or use data.source=files)")
+    try:
+        ds = datasets.load_dataset(cfg.hub_name, cfg.hub_subset, split=cfg.hub_split, streaming=True)
+    except Exception as e:  # the hub raises many types; the user needs the name and the reason
+        raise DataError(f"data.hub_name={cfg.hub_name!r}: could not load ({type(e).__name__}: {e}) "
+                        "(fix: check the name, subset and split, and the network)") from None
+    if cfg.hub_max_docs is not None:
+        ds = ds.take(cfg.hub_max_docs)
+    return ds, cfg.text_field, True
+
+
+def split_blocks(records: Iterable[dict], field: str, val_fraction: float,
+                 whole_docs: bool) -> Iterator[tuple[str, bool, bool]]:
+    """Yield (block_text, ends_document, is_val); see :func:`load_documents` for ``whole_docs``."""
+    threshold = int(val_fraction * 2**32)
+    buffer: list[str] = []
+    size = 0
+
+    def emit(ends_doc: bool) -> tuple[str, bool, bool]:
+        text = ("\n\n" if whole_docs else "\n").join(buffer)
+        is_val = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big") < threshold
+        return text, ends_doc, is_val
+
+    for record in records:
+        text = record[field]
+        if not isinstance(text, str):
+            raise DataError(f"data.text_field: {field!r} holds {type(text).__name__}, not text "
+                            "(fix: choose a text column)")
+        pieces = text.split("\n\n") if whole_docs else [text]
+        for piece in pieces:
+            buffer.append(piece)
+            size += len(piece)
+            if size >= BLOCK_CHARS:
+                yield emit(False)
+                buffer, size = [], 0
+        if whole_docs and buffer:
+            yield emit(True)
+            buffer, size = [], 0
+    if buffer:
+        yield emit(True)
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    # `bytes` is a BPE with no merges over the 256-symbol byte alphabet: the same code path, exactly 256 ids.
+    trainer = trainers.BpeTrainer(
+        vocab_size=256 if kind == "bytes" else vocab_size,
+        special_tokens=[] if kind == "bytes" else [EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+def cache_key(cfg: DataConfig) -> str:
+    semantic = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "on_repeat")}
+    semantic["tokenizer"] = cfg.tokenizer.__dict__
+    semantic["block_chars"], semantic["format"] = BLOCK_CHARS, CACHE_FORMAT
+    return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare(cfg: DataConfig) -> TokenData:
+    """Return the token files for ``cfg``, building them once (under a lock shared by parallel runs)."""
+    root = Path(cfg.cache_dir).expanduser()
+    directory = root / f"tokens-{cache_key(cfg)}"
+    if not (directory / "meta.json").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory) + ".lock"):
+            if not (directory / "meta.json").exists():
+                _build(cfg, root, directory)
+    return _open(directory)
+
+
+def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
+    log.info("building token cache %s (once per data config)", directory)
+    records, field, whole_docs = load_documents(cfg, root)
+    eot = "" if cfg.tokenizer.kind == "bytes" else EOT
+    train_text: list[str] = []
+    val_text: list[str] = []
+    for text, ends_doc, is_val in split_blocks(records, field, cfg.val_fraction, whole_docs):
+        (val_text if is_val else train_text).append(text + (eot if ends_doc and eot else "\n"))
+    if sum(map(len, train_text)) == 0:
+        raise DataError(f"data.source={cfg.source}: the corpus is empty (fix: point the config at non-empty text)")
+    if not val_text:
+        raise DataError(f"data.val_fraction={cfg.val_fraction}: the corpus is too small for a validation split "
+                        "(fix: add text or raise data.val_fraction)")
+    tokenizer = train_tokenizer(train_text, cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    counts = {}
+    for split, texts in (("train", train_text), ("val", val_text)):
+        ids = np.concatenate([np.asarray(e.ids, dtype=np.uint16) for e in tokenizer.encode_batch(texts)])
+        atomic_write(directory / f"{split}.bin", lambda tmp, ids=ids: ids.tofile(tmp))
+        counts[split] = int(ids.size)
+    atomic_write_json(directory / "meta.json", {
+        "format": CACHE_FORMAT, "vocab_size": tokenizer.get_vocab_size(), "dtype": "uint16",
+        "eos_token": eot or None, "num_tokens": counts, "source": cfg.source,
+    })
+    log.info("token cache ready: %d train / %d val tokens, vocab %d", counts["train"], counts["val"],
+             tokenizer.get_vocab_size())
+
+
+def _open(directory: Path) -> TokenData:
+    meta = read_json(directory / "meta.json")
+    if meta.get("format") != CACHE_FORMAT:
+        raise DataError(f"{directory}: token cache format {meta.get('format')} is not {CACHE_FORMAT} "
+                        "(fix: delete the directory to rebuild it)")
+    train, val = (np.memmap(directory / f"{s}.bin", dtype=np.uint16, mode="r") for s in ("train", "val"))
+    for split, arr in (("train", train), ("val", val)):
+        if arr.size != meta["num_tokens"][split]:
+            raise DataError(f"{directory}/{split}.bin is truncated ({arr.size} of {meta['num_tokens'][split]} "
+                            "tokens) (fix: delete the directory to rebuild it)")
+    return TokenData(directory=directory, train=train, val=val, vocab_size=int(meta["vocab_size"]),
+                     tokenizer_file=directory / "tokenizer.json", eos_token=meta["eos_token"])
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+
+class BatchSampler:
+    """Deterministic batches from a seed: sequences of seq_len+1 tokens cut at fixed offsets, visited in a
+    seeded permutation per epoch. A batch is a pure function of (seed, first sample index), so a resumed run
+    continues with exactly the batches it would have seen."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, seed: int) -> None:
+        self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
+        self.num_sequences = (len(tokens) - 1) // seq_len
+        if self.num_sequences < 1:
+            raise DataError(f"model.seq_len={seq_len}: the training split has only {len(tokens)} tokens "
+                            "(fix: use more text or a shorter seq_len)")
+        self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_sequences)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def batch(self, first: int, count: int) -> np.ndarray:
+        """Sequences ``first .. first+count-1`` of the stream, as an int64 array (count, seq_len + 1)."""
+        rows = []
+        for g in range(first, first + count):
+            start = int(self._permutation(g // self.num_sequences)[g % self.num_sequences]) * self.seq_len
+            rows.append(self.tokens[start : start + self.seq_len + 1])
+        return np.stack(rows).astype(np.int64)
+
+    def repeated_tokens(self, sequences_consumed: int) -> int:
+        return max(0, sequences_consumed - self.num_sequences) * self.seq_len
+
+
+def eval_sequences(val: np.ndarray, seq_len: int, num_tokens: int) -> np.ndarray:
+    """The fixed held-out sequences: the first ``num_tokens`` of the validation split, in order."""
+    count = min(num_tokens // seq_len, (len(val) - 1) // seq_len)
+    if count < 1:
+        raise DataError(f"the validation split has {len(val)} tokens, less than one sequence of {seq_len} "
+                        "(fix: raise data.val_fraction or use more text)")
+    return np.stack([val[i * seq_len : i * seq_len + seq_len + 1] for i in range(count)]).astype(np.int64)

@@ -1,0 +1,99 @@
+"""Device choice, threads, precision context and the peak FLOP/s that MFU is measured against."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+
+import torch
+
+from scaling.config import PrecisionConfig, RunConfig
+
+log = logging.getLogger(__name__)
+
+# Dense (no sparsity) tensor-core peaks in FLOP/s from the vendors' data sheets, by dtype.
+# fp32 uses TF32 tensor cores when allowed, which is what the trainer enables.
+GPU_PEAK_FLOPS_PER_S: dict[str, dict[str, float]] = {
+    "H200": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
+    "H100": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},  # SXM
+    "A100": {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp16": 362e12, "tf32": 183e12, "fp32": 91.6e12},
+    "A10G": {"bf16": 125e12, "fp16": 125e12, "tf32": 62.5e12, "fp32": 31.2e12},
+    "L4": {"bf16": 121e12, "fp16": 121e12, "tf32": 60e12, "fp32": 30e12},
+    "RTX 4090": {"bf16": 165e12, "fp16": 165e12, "tf32": 82.6e12, "fp32": 82.6e12},
+}
+
+
+class PrecisionError(ValueError):
+    pass
+
+
+def resolve_device(cfg: RunConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PrecisionError("run.device: CUDA requested but no GPU is visible (fix: run.device=auto or cpu)")
+    return device
+
+
+def resolve_threads(cfg: RunConfig) -> int:
+    if cfg.num_threads is not None:
+        return cfg.num_threads
+    return int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+
+
+def autocast_dtype(precision: PrecisionConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32; refuses combinations that cannot apply on ``device``."""
+    if precision.dtype == "fp32":
+        return None
+    if precision.dtype == "fp16" and device.type != "cuda":
+        raise PrecisionError("precision.dtype=fp16 needs CUDA (its GradScaler is CUDA-only here) "
+                             "(fix: precision=bf16 or precision=fp32 on CPU)")
+    if precision.dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError("precision.dtype=bf16 is not supported by this GPU (fix: precision=fp16)")
+    return torch.bfloat16 if precision.dtype == "bf16" else torch.float16
+
+
+def configure_tf32(precision: PrecisionConfig, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision.tf32
+        torch.backends.cudnn.allow_tf32 = precision.tf32
+    elif precision.tf32:
+        log.warning("precision.tf32=true has no effect on %s", device.type)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def measure_cpu_peak_flops_per_s(dtype: torch.dtype | None, size: int = 1024, repeats: int = 5) -> float:
+    """Best-of-``repeats`` square matmul rate on this process's threads: the CPU peak MFU is quoted against."""
+    a = torch.randn(size, size, dtype=dtype or torch.float32)
+    b = torch.randn(size, size, dtype=dtype or torch.float32)
+    a @ b  # warm the kernel choice
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def peak_flops_per_s(device: torch.device, dtype: torch.dtype | None, tf32: bool,
+                     cpu_peak: float | None) -> float | None:
+    """Peak for MFU, or None when the device is unknown (no MFU is logged rather than a guess)."""
+    if device.type == "cpu":
+        return cpu_peak if cpu_peak is not None else measure_cpu_peak_flops_per_s(dtype)
+    name = torch.cuda.get_device_name(device)
+    key = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "tf32" if tf32 else "fp32")
+    for gpu, peaks in GPU_PEAK_FLOPS_PER_S.items():
+        if gpu in name:
+            return peaks[key]
+    warnings.warn(f"no peak FLOP/s known for GPU {name!r}: MFU will not be logged")
+    return None

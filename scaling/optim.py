@@ -1,0 +1,52 @@
+"""AdamW with decay on matrices only, and learning-rate schedules as pure functions of the step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from scaling.config import OptimConfig
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """Weight decay on weight matrices only: not on norms, biases or embeddings (embeddings are lookups whose
+    rows see few gradient updates; decaying them mostly shrinks rare tokens)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel exists for CUDA and CPU tensors in recent torch; it is one launch per step instead of many.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             fused=device.type in ("cuda", "cpu"))
+
+
+def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of a run of ``num_steps`` steps.
+
+    * warmup: linear from lr/warmup_steps to lr over ``warmup_steps``;
+    * ``cosine``: cosine from lr to min_lr_ratio·lr, ending exactly at the run's last step, so the cycle length
+      equals the run's own budget (Hoffmann et al. 2022, §3 and App. B: a longer cycle overestimates the loss);
+    * ``constant``: flat after warmup;
+    * ``wsd``: flat, then linear decay to the floor over the last ``decay_fraction`` of steps
+      (warmup-stable-decay, Hu et al. 2024 "MiniCPM", §4).
+    """
+    peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
+    warmup = min(cfg.warmup_steps, num_steps - 1)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return peak
+    if cfg.schedule == "cosine":
+        span = max(1, num_steps - 1 - warmup)
+        progress = min(1.0, (step - warmup) / span)
+        return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+    decay_steps = max(1, round(cfg.decay_fraction * num_steps))
+    decay_start = num_steps - decay_steps
+    if step < decay_start:
+        return peak
+    progress = (step - decay_start + 1) / decay_steps
+    return peak + (floor - peak) * progress

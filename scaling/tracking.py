@@ -1,0 +1,63 @@
+"""Metrics: ``metrics.jsonl`` in the run directory is the source of truth; wandb, when on, mirrors it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from scaling.config import TrackingConfig
+from scaling.io import read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+class MetricsLog:
+    """Append-only JSON lines, flushed per event so a crash loses at most the line being written."""
+
+    def __init__(self, path: Path, resume_after_step: int | None) -> None:
+        self.path = path
+        if resume_after_step is not None and path.exists():
+            # Events after the checkpoint will be produced again by the resumed run: drop them (and a truncated
+            # last line) so the file has no duplicated or missing steps.
+            rows = [r for r in read_jsonl(path) if r["step"] <= resume_after_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elif resume_after_step is None:
+            path.write_text("")
+        self._file = open(path, "a", encoding="utf-8")
+
+    def write(self, event: dict[str, Any]) -> None:
+        self._file.write(json.dumps(event) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class WandbMirror:
+    """Mirror of the metrics into wandb (`offline` needs no account and writes under the run directory)."""
+
+    def __init__(self, cfg: TrackingConfig, run_dir: Path, name: str, config: dict[str, Any]) -> None:
+        self.run = None
+        if cfg.mode == "off":
+            return
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        try:
+            self.run = wandb.init(mode=cfg.mode, project=cfg.project, group=cfg.group, name=name, id=name,
+                                  dir=str(run_dir), config=config, resume="allow", reinit="finish_previous")
+        except Exception as e:  # wandb raises UsageError/CommError; tracking must never cost the run
+            log.warning("wandb %s tracking is off for this run: %s (fix: `wandb login`, or tracking=offline)",
+                        cfg.mode, e)
+
+    def log(self, event: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in event.items() if isinstance(v, (int, float))}, step=event["step"])
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+            self.run.finish()
