@@ -8,6 +8,7 @@ checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Pat
     for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
+
+
+def remove_all(run_dir: Path) -> None:
+    shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
 
 
 def latest(run_dir: Path) -> Path | None:

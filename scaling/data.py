@@ -57,6 +57,8 @@ def _local_files(cfg: DataConfig) -> tuple[str, list[str]]:
         if not matches:
             raise DataError(f"data.paths: no file matches {pattern!r} (fix: point data.paths at existing files)")
         files += matches
+    if all(os.path.getsize(f) == 0 for f in files):
+        raise DataError(f"data.paths: every file is empty ({files[:3]}) (fix: point data.paths at text)")
     kinds = {FORMATS.get(Path(f).suffix.lower()) for f in files}
     if None in kinds or len(kinds) != 1:
         raise DataError(f"data.paths: files must all be one of {sorted(FORMATS)} (got {files[:3]}...) "
@@ -77,7 +79,11 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "files":
         kind, files = _local_files(cfg)
-        ds = datasets.load_dataset(kind, data_files=files, split="train")
+        try:
+            ds = datasets.load_dataset(kind, data_files=files, split="train")
+        except Exception as e:  # malformed JSON/parquet surfaces as many exception types inside datasets
+            raise DataError(f"data.paths: cannot read {files[:3]} as {kind} ({type(e).__name__}: {e}) "
+                            "(fix: check the files' format)") from None
         field = "text" if kind == "text" else cfg.text_field
         if field not in ds.column_names:
             raise DataError(f"data.text_field: column {field!r} not found; columns are {ds.column_names} "

@@ -17,6 +17,7 @@ import math
 import platform
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         "seed": cfg.seed,
     }
     atomic_write_json(run_dir / "summary.json", summary)
+    if status == "finished":
+        checkpoint.remove_all(run_dir)  # the finished model lives in hf/; a finished run never resumes
     tracker.finish(summary)
     log.info("run %s %s: val loss %s -> %s", rid, status, summary["final_val_loss"], run_dir)
     return run_dir
@@ -265,4 +268,6 @@ def _progress_bar(enabled: bool, total: int, initial: int):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+    # Redraw at most every 0.5 s on a terminal, every 10 s into a log file.
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0)
