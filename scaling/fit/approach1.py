@@ -1,0 +1,76 @@
+"""Chinchilla approach 1: the lower envelope of training curves (Hoffmann et al. 2022, §3.1).
+
+Every run's eval curve is interpolated in (log C, log L); at each of a log-spaced set of FLOP values the run with the
+lowest loss is on the envelope, giving N_opt(C) (that run's size) and D_opt(C) = its tokens at C. Power laws
+N_opt ∝ C^a and D_opt ∝ C^b are fitted by log-log regression over the envelope points where the winner changes
+size at least once. Bootstrap: resample runs with replacement and recompute the envelope.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling.fit.powerlaw import fit_power_law
+
+NUM_GRID = 200
+MIN_SIZES = 3
+
+
+def _interpolated(curves: dict[str, tuple[float, np.ndarray, np.ndarray, np.ndarray]], grid: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loss and tokens of every run at every grid FLOP value (NaN outside the run's range)."""
+    losses = np.full((len(curves), len(grid)), np.nan)
+    tokens = np.full_like(losses, np.nan)
+    sizes = np.empty(len(curves))
+    lg = np.log(grid)
+    for i, (n, c, d, loss) in enumerate(curves.values()):
+        order = np.argsort(c)
+        lc = np.log(c[order])
+        inside = (lg >= lc[0]) & (lg <= lc[-1])
+        losses[i, inside] = np.exp(np.interp(lg[inside], lc, np.log(loss[order])))
+        tokens[i, inside] = np.exp(np.interp(lg[inside], lc, np.log(d[order])))
+        sizes[i] = n
+    return losses, tokens, sizes
+
+
+def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarray, loss: np.ndarray,
+                  bootstrap: int = 0, seed: int = 0) -> dict:
+    run_ids = np.asarray(run_ids)
+    curves = {}
+    for rid in np.unique(run_ids):
+        m = run_ids == rid
+        curves[rid] = (float(np.asarray(n)[m][0]), np.asarray(c, float)[m], np.asarray(d, float)[m],
+                       np.asarray(loss, float)[m])
+    if len({v[0] for v in curves.values()}) < MIN_SIZES:
+        raise ValueError(f"approach 1 needs runs of at least {MIN_SIZES} sizes")
+    c_all = np.asarray(c, float)
+    grid = np.geomspace(c_all.min(), c_all.max(), NUM_GRID)
+    losses, tokens, sizes = _interpolated(curves, grid)
+
+    def envelope(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        sub = losses[rows]
+        covered = ~np.all(np.isnan(sub), axis=0)
+        winner = np.nanargmin(np.where(np.isnan(sub[:, covered]), np.inf, sub[:, covered]), axis=0)
+        cols = np.flatnonzero(covered)
+        return grid[covered], sizes[rows][winner], tokens[rows][winner, cols], sub[winner, cols]
+
+    cs, n_opt, d_opt, l_opt = envelope(np.arange(len(curves)))
+    if len(np.unique(n_opt)) < 2:
+        raise ValueError("approach 1: one size wins at every FLOP value; the grid does not bracket the optimum")
+    n_law, d_law = fit_power_law(cs, n_opt), fit_power_law(cs, d_opt)
+    out = {"a": n_law.exponent, "b": d_law.exponent, "n_law": n_law.as_dict(), "d_law": d_law.as_dict(),
+           "ci95": {"a": list(n_law.ci95), "b": list(d_law.ci95)}, "n_runs": len(curves),
+           "frontier": {"C": cs.tolist(), "N": n_opt.tolist(), "D": d_opt.tolist(), "loss": l_opt.tolist()}}
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        a_s, b_s = [], []
+        for _ in range(bootstrap):
+            rows = rng.integers(0, len(curves), len(curves))
+            bc, bn, bd, _ = envelope(rows)
+            if len(np.unique(bn)) >= 2:
+                a_s.append(fit_power_law(bc, bn).exponent)
+                b_s.append(fit_power_law(bc, bd).exponent)
+        if a_s:
+            out["ci95"] = {"a": np.percentile(a_s, [2.5, 97.5]).tolist(), "b": np.percentile(b_s, [2.5, 97.5]).tolist()}
+            out["bootstrap"] = len(a_s)
+    return out

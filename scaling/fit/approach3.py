@@ -1,0 +1,216 @@
+"""Chinchilla approach 3: a parametric loss L(N, D) = E + A/N^α + B/D^β.
+
+Hoffmann et al. 2022, §3.3 and Appendix D.2: fit in log space with the log-sum-exp form
+
+    log L̂(N, D) = LSE(a − α·log N,  b − β·log D,  e),      A = eᵃ, B = eᵇ, E = eᵉ,
+
+minimising the **sum** of Huber(δ = 1e-3) losses of log L̂ − log L over the runs (summed, not averaged: an average
+shrinks the gradient by 1/n and L-BFGS's tolerances then stop it early — Besiroglu et al. 2024, "Chinchilla
+Scaling: A replication attempt"), from the grid of initialisations α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −.5, …, 1},
+a, b ∈ {0, 5, …, 25} (4,500 starts), keeping the best.
+
+Speed: every start is optimised at once by a batched quasi-Newton (BFGS) in numpy with the analytic gradient; the
+best few results are then polished with scipy's L-BFGS-B. Bootstrap replicates reweight the same points by
+multinomial counts and restart from the best few optima of the full fit, all replicates in one batch.
+
+Compute-optimal allocation under C = 6·N·D (Hoffmann et al. 2022, eq. 4):
+N_opt(C) = G·(C/6)^a, D_opt(C) = G⁻¹·(C/6)^b, G = (αA / βB)^(1/(α+β)), a = β/(α+β), b = α/(α+β).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # optimisation variables, in this order
+HUBER_DELTA = 1e-3
+
+
+def init_grid() -> np.ndarray:
+    """The Chinchilla grid of starting points, shape (4500, 5) in PARAM_NAMES order."""
+    alphas = betas = np.arange(0.0, 2.01, 0.5)
+    es = np.arange(-1.0, 1.01, 0.5)
+    abs_ = np.arange(0.0, 25.01, 5.0)
+    return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, abs_, es, alphas, betas)])
+
+
+def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
+               weights: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Summed Huber loss and its gradient for a batch of parameter vectors.
+
+    theta (S, 5); weights (S, n) or (n,): per-start point weights (bootstrap counts). Returns f (S,), g (S, 5)."""
+    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
+    t1, t2 = a - alpha * log_n, b - beta * log_d
+    t3 = np.broadcast_to(e, t1.shape)
+    m = np.maximum(np.maximum(t1, t2), t3)
+    w1, w2, w3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
+    total = w1 + w2 + w3
+    r = m + np.log(total) - log_l
+    abs_r = np.abs(r)
+    huber = np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
+    dh = np.clip(r, -delta, delta) * weights
+    w1, w2, w3 = w1 / total, w2 / total, w3 / total
+    grad = np.stack([
+        (dh * w1).sum(1), (dh * w2).sum(1), (dh * w3).sum(1),
+        -(dh * w1 * log_n).sum(1), -(dh * w2 * log_d).sum(1),
+    ], axis=1)
+    return (huber * weights).sum(1), grad
+
+
+def _batched_bfgs(theta0: np.ndarray, fun, max_iter: int = 400, gtol: float = 1e-10,
+                  ftol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``fun`` (batched f, g) from every row of ``theta0`` with BFGS and a backtracking Armijo search."""
+    theta = theta0.copy()
+    s_count, dim = theta.shape
+    h_inv = np.tile(np.eye(dim), (s_count, 1, 1))
+    f, g = fun(theta, slice(None))
+    active = np.ones(s_count, dtype=bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        direction = -np.einsum("sij,sj->si", h_inv[idx], g[idx])
+        slope = (direction * g[idx]).sum(1)
+        uphill = slope >= 0  # a stale inverse Hessian: fall back to steepest descent
+        if uphill.any():
+            h_inv[idx[uphill]] = np.eye(dim)
+            direction[uphill] = -g[idx[uphill]]
+            slope[uphill] = -(g[idx[uphill]] ** 2).sum(1)
+        step = np.ones(idx.size)
+        f_before = f[idx].copy()
+        new_f, new_g = f[idx].copy(), g[idx].copy()
+        accepted = np.zeros(idx.size, dtype=bool)
+        for _ in range(30):
+            trial = ~accepted
+            if not trial.any():
+                break
+            t_idx = np.flatnonzero(trial)
+            cand = theta[idx[t_idx]] + step[t_idx, None] * direction[t_idx]
+            cf, cg = fun(cand, idx[t_idx])
+            ok = np.isfinite(cf) & (cf <= f[idx[t_idx]] + 1e-4 * step[t_idx] * slope[t_idx])
+            new_f[t_idx[ok]], new_g[t_idx[ok]] = cf[ok], cg[ok]
+            accepted[t_idx[ok]] = True
+            step[t_idx[~ok]] *= 0.5
+        s = step[:, None] * direction
+        s[~accepted] = 0.0
+        y = new_g - g[idx]
+        theta[idx] += s
+        f[idx], g[idx] = new_f, new_g
+        sy = (s * y).sum(1)
+        good = accepted & (sy > 1e-20)
+        if good.any():
+            gi = idx[good]
+            rho = 1.0 / sy[good]
+            eye = np.eye(dim)
+            left = eye - rho[:, None, None] * np.einsum("si,sj->sij", s[good], y[good])
+            h_inv[gi] = np.einsum("sij,sjk,slk->sil", left, h_inv[gi], left) + rho[:, None, None] * np.einsum(
+                "si,sj->sij", s[good], s[good])
+        stalled = np.abs(s).max(1) < 1e-12
+        converged = (np.abs(g[idx]).max(1) < gtol) | ~accepted | stalled | (f_before - new_f <= ftol * np.abs(new_f))
+        active[idx[converged]] = False
+    return theta, f
+
+
+@dataclass(frozen=True)
+class Approach3Fit:
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    loss: float
+    n_points: int
+    ci95: dict[str, list[float]] = field(default_factory=dict)
+    bootstrap: int = 0
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt ∝ C^a."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt ∝ C^b."""
+        return self.alpha / (self.alpha + self.beta)
+
+    def predict(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
+
+    def optimal_allocation(self, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N_opt(C), D_opt(C) under C = 6·N·D (Hoffmann et al. 2022, eq. 4)."""
+        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        c6 = np.asarray(compute, float) / 6.0
+        return g * c6**self.a, c6**self.b / g
+
+    def as_dict(self) -> dict:
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a": self.a,
+                "b": self.b, "huber_loss": self.loss, "n_points": self.n_points, "bootstrap": self.bootstrap,
+                "ci95": self.ci95, "form": "L(N, D) = E + A / N^alpha + B / D^beta"}
+
+
+def _to_fit(theta: np.ndarray, loss: float, n: int) -> Approach3Fit:
+    a, b, e, alpha, beta = (float(x) for x in theta)
+    return Approach3Fit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta,
+                        loss=loss, n_points=n)
+
+
+def _derived(theta: np.ndarray) -> dict[str, np.ndarray]:
+    a, b, e, alpha, beta = theta.T
+    return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta,
+            "a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
+
+
+MIN_POINTS = 6
+SCREEN_ITERATIONS = 30
+KEEP_AFTER_SCREEN = 256
+
+
+def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: int = 0, seed: int = 0,
+                  delta: float = HUBER_DELTA, starts: np.ndarray | None = None, refine_top: int = 5
+                  ) -> Approach3Fit:
+    """Fit L(N, D) on runs with ``n`` parameters, ``d`` tokens and final ``loss`` (see the module docstring)."""
+    n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
+    if len(n) < MIN_POINTS:
+        raise ValueError(f"approach 3 needs at least {MIN_POINTS} runs (5 parameters), got {len(n)}")
+    log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
+    starts = init_grid() if starts is None else starts
+    ones = np.ones_like(log_n)
+
+    def full(theta: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
+        return _objective(theta, log_n, log_d, log_l, ones, delta)
+
+    # Screen every start briefly, then run the most promising to convergence: starts that are far behind after
+    # the screening phase sit in worse basins (checked against running all 4,500 to convergence on Gemstones).
+    theta, f = _batched_bfgs(starts, full, max_iter=SCREEN_ITERATIONS)
+    keep = np.argsort(np.where(np.isfinite(f), f, np.inf))[:KEEP_AFTER_SCREEN]
+    theta, f = _batched_bfgs(theta[keep], lambda t, rows: full(t, rows))
+    order = np.argsort(np.where(np.isfinite(f), f, np.inf))
+    best_thetas = []
+    for i in order[:refine_top]:
+        res = minimize(lambda t: tuple(x[0] for x in full(t[None, :], None)), theta[i], jac=True, method="L-BFGS-B",
+                       options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
+        best_thetas.append((res.fun, res.x))
+    best_f, best = min(best_thetas, key=lambda t: t[0])
+    fit = _to_fit(best, float(best_f), len(n))
+    if bootstrap <= 0:
+        return fit
+
+    # Bootstrap: resample runs with replacement (as multinomial counts), refit from the best few optima.
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(n), np.full(len(n), 1.0 / len(n)), size=bootstrap).astype(float)
+    top = np.array([t for _, t in sorted(best_thetas, key=lambda t: t[0])[:3]])
+    batch_theta = np.repeat(top[None], bootstrap, axis=0).reshape(-1, 5)
+    batch_weights = np.repeat(counts, len(top), axis=0)
+
+    def reweighted(theta: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
+        return _objective(theta, log_n, log_d, log_l, batch_weights[rows], delta)
+
+    boot_theta, boot_f = _batched_bfgs(batch_theta, reweighted)
+    boot_f = np.where(np.isfinite(boot_f), boot_f, np.inf).reshape(bootstrap, len(top))
+    chosen = boot_theta.reshape(bootstrap, len(top), 5)[np.arange(bootstrap), boot_f.argmin(1)]
+    derived = _derived(chosen)
+    ci95 = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in derived.items()}
+    return Approach3Fit(**{**fit.__dict__, "ci95": ci95, "bootstrap": bootstrap})

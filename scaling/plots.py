@@ -1,0 +1,159 @@
+"""Figures of a fit, each saved as PNG and PDF. Headless (Agg); no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from scaling.fit.approach3 import Approach3Fit  # noqa: E402
+from scaling.fit.table import FitTable  # noqa: E402
+
+
+def _save(fig, out_dir: Path, name: str) -> str:
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out_dir / "figures" / f"{name}.{ext}", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return f"figures/{name}.png"
+
+
+def _a3(results: dict[str, Any]) -> Approach3Fit | None:
+    r = results.get("approach3")
+    if not r:
+        return None
+    return Approach3Fit(E=r["E"], A=r["A"], B=r["B"], alpha=r["alpha"], beta=r["beta"], loss=r["huber_loss"],
+                        n_points=r["n_points"])
+
+
+def loss_vs_compute(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    p = table.points
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    sc = ax.scatter(p.C, p.loss, c=np.log10(p.N), cmap="viridis", s=22, zorder=3)
+    fig.colorbar(sc, ax=ax, label="log10 N")
+    if "approach1" in results:
+        f = results["approach1"]["frontier"]
+        ax.plot(f["C"], f["loss"], "k--", lw=1, label="envelope (approach 1)")
+    fit = _a3(results)
+    if fit is not None:
+        cs = np.geomspace(p.C.min(), p.C.max() * 10, 100)
+        n, d = fit.optimal_allocation(cs)
+        ax.plot(cs, fit.predict(n, d), "r-", lw=1.5, label="approach 3 at N_opt(C)")
+    ax.set(xscale="log", yscale="log", xlabel=f"C (FLOPs, {table.conventions['flops']})", ylabel="loss")
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, "loss_vs_compute")
+
+
+def isoflop(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    r = results.get("approach2")
+    if not r:
+        return None
+    p = table.points
+    from scaling.fit.approach2 import group_budgets
+
+    budgets = p["budget"].to_numpy() if "budget" in p.columns else group_budgets(p.C.to_numpy())
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    colors = plt.cm.plasma(np.linspace(0, 0.9, len(np.unique(budgets))))
+    for color, c in zip(colors, np.unique(budgets)):
+        m = budgets == c
+        order = np.argsort(p.N[m].to_numpy())
+        ax.plot(p.N[m].to_numpy()[order], p.loss[m].to_numpy()[order], "o-", color=color, ms=4, lw=1,
+                label=f"{c:.2g}")
+    for o in r["optima"]:
+        ax.plot(o["n_opt"], o["loss_opt"], "k*", ms=10)
+    ax.set(xscale="log", yscale="log", xlabel="N", ylabel="loss", title=f"IsoFLOP profiles ({r['method']})")
+    ax.legend(fontsize=7, title="C", ncol=2)
+    return _save(fig, out_dir, "isoflop")
+
+
+def optimal_allocation(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    fit = _a3(results)
+    if fit is None and "approach2" not in results and "approach1" not in results:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    cs = np.geomspace(table.points.C.min(), 1e24, 100)
+    for ax, which in zip(axes, ("N", "D")):
+        if "approach2" in results:
+            r = results["approach2"]
+            xs = [o["compute"] for o in r["optima"]]
+            ys = [o["n_opt" if which == "N" else "d_opt"] for o in r["optima"]]
+            coef, exp = (r["n_coefficient"], r["a"]) if which == "N" else (r["d_coefficient"], r["b"])
+            lo, hi = r["ci95"]["a" if which == "N" else "b"]
+            ax.plot(xs, ys, "bo", ms=5, label=f"approach 2 optima, exponent {exp:.3f}")
+            ax.plot(cs, coef * cs**exp, "b-", lw=1)
+            c0 = np.exp(np.mean(np.log(xs)))
+            y0 = coef * c0**exp
+            ax.fill_between(cs, y0 * (cs / c0) ** lo, y0 * (cs / c0) ** hi, color="b", alpha=0.12, label="95% CI")
+        if "approach1" in results:
+            law = results["approach1"]["n_law" if which == "N" else "d_law"]
+            ax.plot(cs, law["coefficient"] * cs ** law["exponent"], "g--", lw=1,
+                    label=f"approach 1, exponent {law['exponent']:.3f}")
+        if fit is not None:
+            n, d = fit.optimal_allocation(cs)
+            ax.plot(cs, n if which == "N" else d, "r-", lw=1.5,
+                    label=f"approach 3, exponent {fit.a if which == 'N' else fit.b:.3f}")
+        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=f"{which}_opt")
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir, "optimal_allocation")
+
+
+def contours(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    fit = _a3(results)
+    if fit is None:
+        return None
+    p = table.points
+    n = np.geomspace(p.N.min() / 3, p.N.max() * 3, 120)
+    d = np.geomspace(p.D.min() / 3, p.D.max() * 3, 120)
+    nn, dd = np.meshgrid(n, d)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    cs = ax.contourf(nn, dd, fit.predict(nn, dd), levels=20, cmap="viridis_r")
+    fig.colorbar(cs, ax=ax, label="predicted loss")
+    budgets = np.geomspace((6 * nn * dd).min(), (6 * nn * dd).max(), 60)
+    n_opt, d_opt = fit.optimal_allocation(budgets)
+    inside = (n_opt >= n[0]) & (n_opt <= n[-1]) & (d_opt >= d[0]) & (d_opt <= d[-1])
+    ax.plot(n_opt[inside], d_opt[inside], "r-", lw=2, label="efficient frontier")
+    ax.scatter(p.N, p.D, c="white", edgecolors="k", s=15, label="runs")
+    ax.set(xscale="log", yscale="log", xlabel="N", ylabel="D (tokens)", title="L(N, D), approach 3")
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, "loss_contours")
+
+
+def residuals(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    fit = _a3(results)
+    if fit is None:
+        return None
+    p = table.points
+    res = np.log(fit.predict(p.N, p.D)) - np.log(p.loss)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.scatter(p.C, res, c=np.log10(p.N), s=18)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="C (FLOPs)", ylabel="log predicted − log actual", title="approach 3 residuals")
+    return _save(fig, out_dir, "residuals")
+
+
+def backtest(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    r = results.get("backtest")
+    if not r:
+        return None
+    actual = np.array([x["actual"] for x in r["runs"]])
+    predicted = np.array([x["predicted"] for x in r["runs"]])
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(actual, predicted, c="r", s=25)
+    lo, hi = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set(xlabel="actual loss", ylabel="predicted loss",
+           title=f"backtest: {r['n_test']} largest held out, mean |err| {100 * r['mean_abs_rel_error']:.2f}%")
+    return _save(fig, out_dir, "backtest")
+
+
+FIGURES: tuple[Callable[[FitTable, dict, Path], str | None], ...] = (
+    loss_vs_compute, isoflop, optimal_allocation, contours, residuals, backtest)
+
+
+def write_all(table: FitTable, results: dict, out_dir: Path) -> list[str]:
+    return [path for make in FIGURES if (path := make(table, results, out_dir)) is not None]
