@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -34,8 +36,30 @@ hydra:
   output_subdir: null
 """
 
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    name: str
+    """Directory name of the sweep under `out_dir` (letters, digits, `-`, `_`, `.`)."""
+    out_dir: str
+    dry_run: bool
+    """Print the table of points (with estimated times) and run nothing."""
+    probe: bool
+    """Measure each size's throughput for the dry-run estimates."""
+    fit: bool
+    """Fit scaling laws when the sweep ends (report/)."""
+    fit_params: str
+    """Parameter count the fit uses: non_embedding or total."""
+    fit_bootstrap: int
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ConfigError("sweep.name", f"{self.name!r} is not a safe directory name",
+                              "use letters, digits, '-', '_' and '.'")
+
+
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 3
+EXIT_INTERRUPTED = 3  # checkpointed after a stop signal: run it again to resume
+EXIT_BUSY = 4  # another process holds the run's lock
 
 
 def setup_logging() -> None:
@@ -89,12 +113,17 @@ def run_guarded(body: Callable[[], None]) -> None:
     from scaling.corpus import CorpusError
     from scaling.data import DataError
     from scaling.hardware import PrecisionError
-    from scaling.trainer import Interrupted
+    from scaling.launch import SlurmError
+    from scaling.results import SweepFormatError
+    from scaling.trainer import Interrupted, RunBusy
 
     try:
         body()
-    except (ConfigError, DataError, CorpusError, PrecisionError, CheckpointError) as e:
+    except (ConfigError, DataError, CorpusError, PrecisionError, CheckpointError, SlurmError, SweepFormatError) as e:
         fail(str(e))
+    except RunBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
     except Interrupted as e:
         log.warning("%s", e)
         sys.exit(EXIT_INTERRUPTED)
@@ -122,3 +151,92 @@ def train_main(cfg: DictConfig) -> None:
         print(f"results: {run_dir}")
 
     run_guarded(body)
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+
+
+def sweep_main(cfg: DictConfig) -> None:
+    """Expand the grid, freeze every point, run them (locally or on Slurm), collect the tables and fit."""
+    setup_logging()
+    raw = to_container(cfg)
+    from scaling.config import parse
+    from scaling.grid import GridConfig, expand, plan_table
+    from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig
+
+    sweep_raw, grid_raw, launcher_raw = raw.pop("sweep"), raw.pop("grid"), raw.pop("launcher")
+    try:
+        sweep = parse(SweepConfig, sweep_raw, "sweep.")
+        grid = parse(GridConfig, grid_raw, "grid.")
+        launcher_cls = {"local": LocalLauncherConfig, "slurm": SlurmLauncherConfig}.get(launcher_raw.get("kind"))
+        if launcher_cls is None:
+            raise ConfigError("launcher.kind", f"unknown launcher {launcher_raw.get('kind')!r}", "use local or slurm")
+        launcher = parse(launcher_cls, launcher_raw, "launcher.")
+    except ConfigError as e:
+        fail(str(e))
+    sweep_dir = Path(sweep.out_dir).expanduser().absolute() / sweep.name
+    raw["run"]["out_dir"] = str(sweep_dir / "runs")
+    raw["run"]["progress"] = False
+    raw["tracking"]["group"] = sweep.name
+    absolutize(raw, "data.cache_dir")
+    if raw["data"]["offline"]:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+    def body() -> None:
+        points = expand(grid, raw)
+        if sweep.dry_run:
+            rates = None
+            if sweep.probe:
+                import torch
+
+                from scaling.probe import tokens_per_second
+
+                torch.set_num_threads(1)
+                rates = {}
+                for p in points:
+                    if p.grid["size"] not in rates:
+                        rates[p.grid["size"]] = tokens_per_second(p.config)
+            print(plan_table(points, rates))
+            print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
+            return
+        run_sweep(sweep, sweep_dir, grid.kind, points, launcher)
+
+    run_guarded(body)
+
+
+def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, launcher: Any) -> None:
+    from scaling.launch import freeze, run_local, statuses, submit_slurm, wait_slurm
+    from scaling.results import write_tables
+
+    freeze(sweep_dir, sweep.name, kind, points)
+    log.info("sweep %s: %d points frozen in %s", sweep.name, len(points), sweep_dir)
+    if launcher.kind == "local":
+        final = run_local(sweep_dir, launcher)
+    else:
+        job_id = submit_slurm(sweep_dir, sweep.name, launcher)
+        if job_id is not None and not launcher.wait:
+            print(f"submitted slurm array job {job_id}; status: python -m scaling status {sweep_dir}")
+            return
+        if job_id is not None:
+            wait_slurm(job_id, launcher.poll_interval_s)
+        final = statuses(sweep_dir)
+    runs, _ = write_tables(sweep_dir)
+    log.info("tables: %s", sweep_dir / "results")
+    failed = [pid for pid, s in final.items() if s not in ("finished", "diverged")]
+    if sweep.fit:
+        from scaling.fit.run import write_fit
+        from scaling.fit.table import FitInputError, from_sweep
+
+        try:
+            table = from_sweep(sweep_dir, params=sweep.fit_params, flops=points[0].grid["flop_convention"])
+            results = write_fit(table, sweep_dir / "report", bootstrap=sweep.fit_bootstrap)
+            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md",
+                     ", ".join(k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results))
+        except (FitInputError, ValueError) as e:
+            log.error("fit skipped: %s", e)
+    print(f"sweep {sweep.name}: {len(final) - len(failed)} of {len(final)} points done -> {sweep_dir}")
+    if failed:
+        for pid in failed:
+            log.error("point %s: %s (log: %s)", pid, final[pid], sweep_dir / "runs" / pid / "process.log")
+        sys.exit(1)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 from scaling import checkpoint, flops
 from scaling.config import TrainConfig, run_id, to_dict
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class RunBusy(Exception):
+    """Another process is training this run right now (its lock is held)."""
 
 
 class Interrupted(Exception):
@@ -99,6 +104,12 @@ def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    # One process per run: the lock is the kernel's (flock), so it is released when its holder dies, however it dies.
+    lock = FileLock(str(run_dir / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunBusy(f"run {rid} is being trained by another process ({run_dir})") from None
     file_handler = logging.FileHandler(run_dir / "train.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(file_handler)
@@ -107,6 +118,7 @@ def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
     finally:
         logging.getLogger().removeHandler(file_handler)
         file_handler.close()
+        lock.release()
 
 
 def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Path:

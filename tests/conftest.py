@@ -56,3 +56,18 @@ def run_cli(script: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | Non
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[TrainConfig, dict[str, Any]]:
     return make_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A running single-node Slurm; skipped (with the reason) where it cannot be installed."""
+    from tests.slurm import LocalSlurm, SlurmUnavailable
+
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except (SlurmUnavailable, subprocess.CalledProcessError) as e:
+        cluster.stop()
+        pytest.skip(f"no local Slurm: {e}")
+    yield cluster
+    cluster.stop()

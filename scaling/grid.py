@@ -1,0 +1,196 @@
+"""Grids of training runs: which model sizes, which budgets, which seeds — expanded into frozen run configs.
+
+Three kinds (``configs/grid/``):
+
+* ``cartesian``: sizes × token budgets;
+* ``isoflop``: FLOP budgets × sizes, tokens = C / FLOPs-per-token(size) under ``flop_convention``
+  (Hoffmann et al. 2022, approach 2; budgets such as 1e17·2^k as in Porian et al. 2024);
+* ``ladder``: sizes × multiples of tokens per parameter (20 by default, Hoffmann et al. 2022; OLMo's model ladder).
+
+Sizes are explicit shapes, or generated from target non-embedding parameter counts with a fixed aspect ratio
+d_model / num_layers (Kaplan et al. 2020, §3.2.1: loss depends weakly on shape at fixed N), using N ≈ 12·L·d².
+
+Size-dependent hyper-parameter rules (``hparam_rule``):
+
+* ``none``: the base config's LR and batch size for every point;
+* ``deepseek``: η_opt = 0.3118·C^−0.125 and B_opt = 0.2920·C^0.3271 tokens, with C the point's FLOP budget
+  (DeepSeek-AI 2024, "DeepSeek LLM", §3.1, fitted on their IsoFLOP sweeps);
+* ``inverse_width``: η = η_base · base_width / d_model, the μP-style hidden-layer LR transfer across widths
+  (Yang et al. 2022, "Tensor Programs V", Table 3), batch size from the base config.
+
+``warmup_fraction`` (when set) makes warmup a fixed fraction of each point's steps. Every derived value is written
+into the point's frozen config, so the saved config is exactly what ran.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from scaling.config import ConfigError, ModelConfig, TrainConfig, load_train_config, parse, run_id
+from scaling.flops import FLOP_CONVENTIONS, count_params, flops_per_token
+
+
+@dataclass(frozen=True, kw_only=True)
+class SizeSpec:
+    name: str | None
+    """Label in tables (default: LxD)."""
+    num_layers: int
+    d_model: int
+    num_heads: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridConfig:
+    kind: Literal["cartesian", "isoflop", "ladder"]
+    sizes: list[SizeSpec]
+    """Explicit shapes; may be combined with ``size_targets``."""
+    size_targets: list[int]
+    """Target non-embedding parameter counts, turned into shapes by the aspect-ratio rule."""
+    aspect_ratio: float
+    """d_model / num_layers of generated shapes."""
+    head_dim: int
+    """Head dimension of generated shapes (d_model is rounded to a multiple of it)."""
+    budgets_tokens: list[int]
+    """cartesian: training tokens per run."""
+    budgets_flops: list[float]
+    """isoflop: FLOP budgets C."""
+    tokens_per_param: list[float]
+    """ladder: D = k · N (N non-embedding)."""
+    flop_convention: str
+    """Convention that turns an isoflop budget into tokens, and the C used by the `deepseek` rule."""
+    seeds: list[int]
+    hparam_rule: Literal["none", "deepseek", "inverse_width"]
+    base_width: int
+    """d_model at which the base LR holds (inverse_width)."""
+    warmup_fraction: float | None
+    """Warmup steps = ceil(fraction · steps); null keeps optim.warmup_steps."""
+
+    def __post_init__(self) -> None:
+        if not self.sizes and not self.size_targets:
+            raise ConfigError("grid.sizes", "no model sizes", "list shapes in grid.sizes or targets in grid.size_targets")
+        if self.flop_convention not in FLOP_CONVENTIONS:
+            raise ConfigError("grid.flop_convention", f"unknown convention {self.flop_convention!r}",
+                              f"use one of {', '.join(FLOP_CONVENTIONS)}")
+        needed = {"cartesian": "budgets_tokens", "isoflop": "budgets_flops", "ladder": "tokens_per_param"}[self.kind]
+        if not getattr(self, needed):
+            raise ConfigError(f"grid.{needed}", f"a {self.kind} grid needs at least one value", f"set grid.{needed}")
+        if any(v <= 0 for v in [*self.budgets_tokens, *self.budgets_flops, *self.tokens_per_param]):
+            raise ConfigError("grid", "budgets must be positive", "remove zero or negative budgets")
+        if not self.seeds:
+            raise ConfigError("grid.seeds", "no seeds", "e.g. grid.seeds=[0]")
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
+            raise ConfigError("grid.warmup_fraction", f"{self.warmup_fraction} not in [0, 1)", "e.g. 0.1 or null")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    id: str
+    config: TrainConfig
+    raw: dict[str, Any]
+    """The resolved config as a plain mapping (what is frozen to disk)."""
+    grid: dict[str, Any]
+    """Where the point sits in the grid (size label, nominal budgets, seed)."""
+
+
+def shape_for_target(target_params: int, base: ModelConfig, aspect_ratio: float, head_dim: int) -> SizeSpec:
+    """The (layers, width) nearest ``target_params`` non-embedding parameters at the given aspect ratio."""
+    layers_guess = (target_params / (12 * aspect_ratio**2)) ** (1 / 3)
+    best, best_err = None, math.inf
+    for layers in range(max(1, math.floor(layers_guess) - 1), math.ceil(layers_guess) + 2):
+        for heads in range(1, 4 * max(1, round(aspect_ratio * layers / head_dim)) + 2):
+            cfg = dataclasses.replace(base, num_layers=layers, d_model=heads * head_dim, num_heads=heads)
+            err = abs(math.log(count_params(cfg).non_embedding / target_params)) + 0.1 * abs(
+                math.log(heads * head_dim / (aspect_ratio * layers)))
+            if err < best_err:
+                best, best_err = SizeSpec(name=None, num_layers=layers, d_model=heads * head_dim, num_heads=heads), err
+    assert best is not None
+    return best
+
+
+def _sizes(grid: GridConfig, base: ModelConfig) -> list[SizeSpec]:
+    sizes = list(grid.sizes) + [shape_for_target(t, base, grid.aspect_ratio, grid.head_dim) for t in grid.size_targets]
+    return [SizeSpec(name=s.name or f"{s.num_layers}x{s.d_model}", num_layers=s.num_layers, d_model=s.d_model,
+                     num_heads=s.num_heads) for s in sizes]
+
+
+def _batch(batch_tokens: float, seq_len: int, micro_batch: int) -> tuple[int, int]:
+    """Round a batch size in tokens to whole micro-batches of whole sequences: (batch_tokens, micro_batch_size)."""
+    sequences = max(1, round(batch_tokens / seq_len))
+    micro = min(micro_batch, sequences)
+    sequences = micro * max(1, round(sequences / micro))
+    return sequences * seq_len, micro
+
+
+def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
+    """Every point of the grid as a validated, fully resolved config. Errors name the point."""
+    base = parse(ModelConfig, base_raw["model"], "model.")
+    points: list[GridPoint] = []
+    for size in _sizes(grid, base):
+        model = dataclasses.replace(base, num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
+        n_non_embedding = count_params(model).non_embedding
+        fpt = flops_per_token(model, grid.flop_convention)
+        if grid.kind == "cartesian":
+            budgets = [(float(t), {"budget_tokens": int(t)}) for t in grid.budgets_tokens]
+        elif grid.kind == "isoflop":
+            budgets = [(c / fpt, {"budget_flops": float(c)}) for c in grid.budgets_flops]
+        else:
+            budgets = [(k * n_non_embedding, {"tokens_per_param": float(k)}) for k in grid.tokens_per_param]
+        for tokens, where in budgets:
+            for seed in grid.seeds:
+                raw = copy.deepcopy(base_raw)
+                raw["seed"] = seed
+                raw["model"].update(num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
+                compute = tokens * fpt
+                if grid.hparam_rule == "deepseek":
+                    raw["optim"]["lr"] = 0.3118 * compute**-0.125
+                    raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
+                        0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
+                elif grid.hparam_rule == "inverse_width":
+                    raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
+                # Round the budget to whole steps so nominal and actual tokens agree; less than one step is an error
+                # (raised below by the budget's own validation).
+                batch_tokens = raw["budget"]["batch_tokens"]
+                raw["budget"]["tokens"] = round(tokens / batch_tokens) * batch_tokens or int(tokens)
+                if grid.warmup_fraction is not None:
+                    raw["optim"]["warmup_steps"] = math.ceil(
+                        grid.warmup_fraction * raw["budget"]["tokens"] / batch_tokens)
+                label = f"grid point {size.name} {where} seed {seed}"
+                try:
+                    cfg = load_train_config(raw)
+                except ConfigError as e:
+                    raise ConfigError(f"{label}: {e.field_path}", str(e).split(": ", 1)[1], "adjust the grid") from None
+                info = {"size": size.name, "num_layers": size.num_layers, "d_model": size.d_model,
+                        "num_heads": size.num_heads, "params_non_embedding": n_non_embedding,
+                        "budget_tokens": raw["budget"]["tokens"], "compute": raw["budget"]["tokens"] * fpt,
+                        "tokens_per_param": raw["budget"]["tokens"] / n_non_embedding, "seed": seed,
+                        "flop_convention": grid.flop_convention, **where}
+                points.append(GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info))
+    ids = [p.id for p in points]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("grid", "two grid points resolve to the same run", "remove duplicate sizes or budgets")
+    return points
+
+
+def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = None) -> str:
+    """The dry-run table: params by component, tokens, FLOPs, tokens/param, steps, LR, batch, estimated time."""
+    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>11}{'N emb':>9}{'N total':>10}{'tokens':>11}"
+              f"{'FLOPs':>10}{'tok/N':>8}{'steps':>7}{'lr':>9}{'batch':>7}{'est. s':>8}")
+    lines, total_s = [header, "-" * len(header)], 0.0
+    for p in points:
+        params = count_params(p.config.model)
+        est = ""
+        if tokens_per_s and p.grid["size"] in tokens_per_s:
+            seconds = p.config.budget.tokens / tokens_per_s[p.grid["size"]]
+            total_s += seconds
+            est = f"{seconds:.0f}"
+        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>11,}{params.embedding:>9,}"
+                     f"{params.total:>10,}{p.config.budget.tokens:>11,}{p.grid['compute']:>10.2e}"
+                     f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>7}{p.config.optim.lr:>9.2e}"
+                     f"{p.config.budget.batch_tokens:>7}{est:>8}")
+    lines.append(f"{len(points)} points; FLOPs under {points[0].grid['flop_convention']}"
+                 + (f"; estimated {total_s / 60:.1f} min of training on one worker" if tokens_per_s else ""))
+    return "\n".join(lines)

@@ -1,0 +1,350 @@
+"""Freeze a grid into a sweep directory, then run its points locally or as one Slurm array job.
+
+Sweep directory::
+
+    manifest.json            format, grid kind, and every point's id and grid position (written before any run)
+    points/<id>/config.yaml  the frozen, fully resolved config of each point
+    runs/<id>/               each run's own directory (see scaling.trainer)
+    slurm/                   the rendered sbatch array script, its point list, job id and task logs
+    results/                 runs.csv, evals.csv (scaling.results)
+    report/                  fit.json, report.md, figures/ (scaling.fit)
+
+Every point runs as its own process through the documented re-run command
+``python train.py --config-path <sweep>/points/<id> --config-name config``, so any point can be re-run by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from scaling.cli import EXIT_BUSY, EXIT_INTERRUPTED, frozen_yaml
+from scaling.config import ConfigError
+from scaling.grid import GridPoint
+from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.results import MANIFEST, SWEEP_FORMAT, point_status, read_manifest
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = ROOT / "train.py"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalLauncherConfig:
+    kind: Literal["local"]
+    workers: int | None
+    """Parallel points; null: one per GPU on a GPU box, else one per `threads_per_worker` CPU cores."""
+    threads_per_worker: int
+    """CPU threads of each point (1 is fastest per core on small models)."""
+    status_interval_s: float
+    """Seconds between status lines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmLauncherConfig:
+    kind: Literal["slurm"]
+    partition: str | None
+    account: str | None
+    time: str
+    """Per-task time limit (HH:MM:SS or D-HH:MM:SS)."""
+    cpus_per_task: int
+    gpus_per_task: int
+    mem: str
+    """Memory per task, e.g. 8G."""
+    max_parallel: int | None
+    """The array's `%` throttle: at most this many tasks at once."""
+    signal_before_end_s: int
+    """Slurm sends SIGUSR1 this long before the time limit; the run checkpoints and the task requeues."""
+    extra_sbatch: list[str]
+    """Extra `#SBATCH` lines, e.g. "--qos=high" (validated: options only, no shell)."""
+    wait: bool
+    """Wait for the array to finish, then collect results and fit."""
+    poll_interval_s: float
+
+
+# ------------------------------------------------------------------------------------------------ freeze
+
+
+def freeze(sweep_dir: Path, name: str, kind: str, points: list[GridPoint]) -> None:
+    """Write every point's config and the manifest before anything runs. Re-freezing the same grid is a no-op;
+    a different grid in the same directory is an error (two grids never mix in one sweep)."""
+    ids = [p.id for p in points]
+    manifest_path = sweep_dir / MANIFEST
+    if manifest_path.exists():
+        existing = read_manifest(sweep_dir)
+        if [p["id"] for p in existing["points"]] != ids:
+            raise ConfigError("sweep.name", f"{sweep_dir} already holds a different grid",
+                              "choose another sweep.name (or sweep.out_dir), or delete the old sweep")
+        return
+    for point in points:
+        directory = sweep_dir / "points" / point.id
+        atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
+    atomic_write_json(manifest_path, {
+        "format": SWEEP_FORMAT, "name": name, "kind": kind, "created": datetime.now(timezone.utc).isoformat(),
+        "points": [{"id": p.id, "grid": p.grid} for p in points],
+    })
+
+
+def point_command(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[str]:
+    return [sys.executable, str(TRAIN_SCRIPT), "--config-path", str(sweep_dir / "points" / point_id),
+            "--config-name", "config", *extra]
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+
+def statuses(sweep_dir: Path) -> dict[str, str]:
+    manifest = read_manifest(sweep_dir)
+    return {p["id"]: point_status(sweep_dir / "runs" / p["id"])[0] for p in manifest["points"]}
+
+
+def print_status(sweep_dir: Path) -> int:
+    """A sweep's status from its directory alone (works while a local or Slurm sweep is running)."""
+    manifest = read_manifest(sweep_dir)
+    rows = []
+    for p in manifest["points"]:
+        status, summary = point_status(sweep_dir / "runs" / p["id"])
+        loss = summary.get("final_val_loss") if summary and status == "finished" else None
+        g = p["grid"]
+        budget = (f"C={g['budget_flops']:.2g}" if "budget_flops" in g else f"D={g['budget_tokens']:.3g}")
+        rows.append((p["id"], g["size"], budget, g["seed"], status, "" if loss is None else f"{loss:.4f}"))
+    print(f"sweep {manifest['name']} ({manifest['kind']}, {len(rows)} points): {sweep_dir}")
+    print(f"{'id':<14}{'size':<10}{'budget':<12}{'seed':<6}{'status':<11}val loss")
+    for r in rows:
+        print(f"{r[0]:<14}{r[1]:<10}{r[2]:<12}{r[3]:<6}{r[4]:<11}{r[5]}")
+    counts = _counts([r[4] for r in rows])
+    print(" | ".join(f"{k} {v}" for k, v in counts.items()))
+    job = sweep_dir / "slurm" / "job.json"
+    if job.exists():
+        print(f"slurm array job {read_json(job)['job_id']}")
+    return 0
+
+
+def _counts(values: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ local
+
+
+def _default_workers(threads: int) -> tuple[int, list[str | None]]:
+    """One worker per GPU when there are GPUs, else one per `threads` cores."""
+    gpus = _visible_gpus()
+    if gpus:
+        return len(gpus), gpus
+    return max(1, (os.cpu_count() or 1) // threads), []
+
+
+def _visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True)
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
+    """Run pending points with parallel workers; returns the final status of every point."""
+    workers, gpus = _default_workers(cfg.threads_per_worker)
+    if cfg.workers is not None:
+        workers = cfg.workers
+    manifest = read_manifest(sweep_dir)
+    # Largest compute first: the long runs start early, so workers finish together.
+    by_cost = sorted(manifest["points"], key=lambda p: -p["grid"]["compute"])
+    todo = [p["id"] for p in by_cost if point_status(sweep_dir / "runs" / p["id"])[0] not in ("finished", "diverged")]
+    skipped = len(manifest["points"]) - len(todo)
+    if skipped:
+        log.info("%d of %d points already finished: skipped", skipped, len(manifest["points"]))
+    log.info("running %d points with %d workers x %d threads%s", len(todo), workers, cfg.threads_per_worker,
+             f" on GPUs {gpus}" if gpus else "")
+    running: dict[str, tuple[subprocess.Popen, float, str | None]] = {}
+    free_gpus = list(gpus)
+    durations: list[float] = []
+    outcome: dict[str, str] = {}
+    last_report = 0.0
+    queue = list(todo)
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                pid = queue.pop(0)
+                gpu = free_gpus.pop(0) if free_gpus else None
+                running[pid] = (_start_point(sweep_dir, pid, cfg.threads_per_worker, gpu), time.time(), gpu)
+            time.sleep(0.5)
+            for pid, (proc, started, gpu) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[pid]
+                if gpu is not None:
+                    free_gpus.append(gpu)
+                outcome[pid] = _finish_point(sweep_dir, pid, proc.returncode)
+                if outcome[pid] == "finished":
+                    durations.append(time.time() - started)
+            if time.time() - last_report >= cfg.status_interval_s or not (queue or running):
+                _report(outcome, running, queue, durations, workers)
+                last_report = time.time()
+    except KeyboardInterrupt:
+        # Each run got the same SIGINT, checkpoints and exits; wait for them so nothing is left half-written.
+        for proc, _, _ in running.values():
+            proc.wait()
+        raise
+    return statuses(sweep_dir)
+
+
+def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
+    run_dir = sweep_dir / "runs" / pid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    log_file = open(run_dir / "process.log", "ab")
+    return subprocess.Popen(point_command(sweep_dir, pid, [f"run.num_threads={threads}"]), stdout=log_file,
+                            stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
+    run_dir = sweep_dir / "runs" / pid
+    status, _ = point_status(run_dir)
+    if status in ("finished", "diverged"):
+        return status
+    if returncode == EXIT_BUSY:
+        return "busy"
+    if returncode == EXIT_INTERRUPTED:
+        return "interrupted"
+    lines = (run_dir / "process.log").read_text(errors="replace").strip().splitlines()
+    error = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
+    atomic_write_json(run_dir / "failed.json", {"returncode": returncode, "error": error})
+    log.error("point %s failed (exit %d): %s", pid, returncode, error)
+    return "failed"
+
+
+def _report(outcome: dict[str, str], running: dict, queue: list[str], durations: list[float], workers: int) -> None:
+    counts = _counts(list(outcome.values()))
+    eta = ""
+    if durations and (queue or running):
+        mean = sum(durations) / len(durations)
+        eta = f" | ETA {mean * (len(queue) + len(running)) / workers / 60:.1f} min"
+    log.info("done %d | running %d | failed %d | pending %d%s", counts.get("finished", 0) + counts.get("diverged", 0),
+             len(running), counts.get("failed", 0), len(queue), eta)
+
+
+# ------------------------------------------------------------------------------------------------ slurm
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@%+=,/-]+$")
+_SAFE_EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.:@%+=,/-]+)?$")
+
+
+class SlurmError(RuntimeError):
+    pass
+
+
+def _safe(field: str, value: str) -> str:
+    if not _SAFE_VALUE.match(value):
+        raise ConfigError(f"launcher.{field}", f"{value!r} has characters that are not allowed in an sbatch option",
+                          "use letters, digits and _.:@%+=,/- only")
+    return value
+
+
+def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLauncherConfig) -> str:
+    """The array script: task i runs line i+1 of slurm/points.txt. Every value is validated or shell-quoted."""
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name={_safe('job_name', 'scaling-' + name)}",
+             f"#SBATCH --array=0-{len(point_ids) - 1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
+             f"#SBATCH --time={_safe('time', cfg.time)}",
+             f"#SBATCH --cpus-per-task={int(cfg.cpus_per_task)}",
+             f"#SBATCH --mem={_safe('mem', cfg.mem)}",
+             f"#SBATCH --output={_safe('output', str(sweep_dir / 'slurm' / '%A_%a.out'))}",
+             f"#SBATCH --signal=B:USR1@{int(cfg.signal_before_end_s)}",
+             "#SBATCH --requeue"]
+    if cfg.partition:
+        lines.append(f"#SBATCH --partition={_safe('partition', cfg.partition)}")
+    if cfg.account:
+        lines.append(f"#SBATCH --account={_safe('account', cfg.account)}")
+    if cfg.gpus_per_task:
+        lines.append(f"#SBATCH --gpus-per-task={int(cfg.gpus_per_task)}")
+    for extra in cfg.extra_sbatch:
+        if not _SAFE_EXTRA.match(extra):
+            raise ConfigError("launcher.extra_sbatch", f"{extra!r} is not a plain sbatch option",
+                              "write options like --qos=high (no spaces, quotes or shell characters)")
+        lines.append(f"#SBATCH {extra}")
+    points_file = shlex.quote(str(sweep_dir / "slurm" / "points.txt"))
+    point_dir = shlex.quote(str(sweep_dir / "points")) + '/"$POINT"'
+    lines += [
+        "",
+        "# One frozen grid point per array task; threads come from SLURM_CPUS_PER_TASK (run.num_threads=null).",
+        "# On SIGUSR1 (time limit near) or SIGTERM (preemption) the run checkpoints and exits 3; the task requeues",
+        "# and resumes from the checkpoint.",
+        "set -uo pipefail",
+        f"cd {shlex.quote(str(ROOT))}",
+        f'POINT=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {points_file})',
+        f"{shlex.quote(sys.executable)} {shlex.quote(str(TRAIN_SCRIPT))} --config-path {point_dir} "
+        "--config-name config run.progress=false &",
+        "CHILD=$!",
+        "trap 'kill -USR1 $CHILD' USR1",
+        "trap 'kill -TERM $CHILD' TERM",
+        "wait $CHILD; RC=$?",
+        "# wait returns early when a trapped signal arrives: wait again for the run's own exit code",
+        "while kill -0 $CHILD 2>/dev/null; do wait $CHILD; RC=$?; done",
+        f"if [ $RC -eq {EXIT_INTERRUPTED} ]; then scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"; fi",
+        "exit $RC",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | None:
+    """Write slurm/sweep.sbatch for the pending points and submit it; returns the job id (None: nothing pending)."""
+    manifest = read_manifest(sweep_dir)
+    pending = [p["id"] for p in manifest["points"]
+               if point_status(sweep_dir / "runs" / p["id"])[0] not in ("finished", "diverged")]
+    if not pending:
+        log.info("every point is finished; nothing to submit")
+        return None
+    slurm_dir = sweep_dir / "slurm"
+    atomic_write_text(slurm_dir / "points.txt", "".join(f"{p}\n" for p in pending))
+    script = slurm_dir / "sweep.sbatch"
+    atomic_write_text(script, render_sbatch(sweep_dir, name, pending, cfg))
+    if shutil.which("sbatch") is None:
+        raise SlurmError(f"sbatch not found on this machine; the array script is written: submit it from a login "
+                         f"node with `sbatch {script}`")
+    result = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise SlurmError(f"sbatch rejected the array ({reason[-1] if reason else f'exit {result.returncode}'}); "
+                         f"fix the launcher settings or submit {script} by hand")
+    job_id = result.stdout.strip().split(";")[0]
+    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": pending,
+                                               "submitted": datetime.now(timezone.utc).isoformat()})
+    log.info("submitted array job %s with %d tasks (%s)", job_id, len(pending), script)
+    return job_id
+
+
+def wait_slurm(job_id: str, poll_interval_s: float) -> None:
+    """Until no task of the array is pending or running (squeue is the one query that needs no accounting)."""
+    while True:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+        states = out.stdout.split()
+        if out.returncode != 0 or not states:
+            return
+        log.info("slurm job %s: %s", job_id, " ".join(f"{k.lower()} {v}" for k, v in _counts(states).items()))
+        time.sleep(poll_interval_s)
+
+
+__all__ = ["freeze", "run_local", "submit_slurm", "wait_slurm", "render_sbatch", "print_status", "statuses",
+           "point_command", "LocalLauncherConfig", "SlurmLauncherConfig", "SlurmError"]

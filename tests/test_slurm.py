@@ -1,0 +1,49 @@
+"""The Slurm launcher against a real single-node Slurm: one array job, one task per point, every point done."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaling.io import read_json
+from tests.conftest import run_cli
+from tests.test_sweep import SWEEP_TINY
+
+pytestmark = pytest.mark.slurm
+
+
+def test_sweep_as_a_slurm_array(tmp_path, slurm):
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=arr", *SWEEP_TINY, "launcher=slurm", "launcher.wait=true",
+            "launcher.poll_interval_s=2", "launcher.time=00:10:00", "launcher.mem=2G", "launcher.max_parallel=2",
+            "launcher.extra_sbatch=[--comment=scaling-test]"]
+    result = run_cli("sweep.py", *args, env=slurm.env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "arr"
+    script = (sweep / "slurm" / "sweep.sbatch").read_text()
+    assert "#SBATCH --array=0-5%2" in script and "#SBATCH --comment=scaling-test" in script
+    assert "SLURM_ARRAY_TASK_ID" in script
+    job = read_json(sweep / "slurm" / "job.json")
+    assert len(job["points"]) == 6
+    for p in read_json(sweep / "manifest.json")["points"]:
+        summary = read_json(sweep / "runs" / p["id"] / "summary.json")
+        assert summary["status"] == "finished"
+        assert summary["num_threads"] == 1  # from SLURM_CPUS_PER_TASK
+    assert list((sweep / "slurm").glob("*_*.out"))
+    assert (sweep / "report" / "fit.json").exists()
+
+
+def test_slurm_submission_failures_are_clear(tmp_path, slurm):
+    # A partition that does not exist: sbatch rejects it, the script stays for a hand submission.
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=bad", *SWEEP_TINY, "launcher=slurm", "launcher.partition=nope"]
+    result = run_cli("sweep.py", *args, env=slurm.env())
+    assert result.returncode == 2
+    assert "sbatch rejected the array" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "bad" / "slurm" / "sweep.sbatch").exists()
+
+
+def test_sbatch_values_cannot_inject_shell(tmp_path):
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=inj", "grid=tiny", "launcher=slurm",
+                     "launcher.extra_sbatch=['--comment=x; rm -rf /']")
+    assert result.returncode == 2 and "launcher.extra_sbatch" in result.stderr
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=inj2", "grid=tiny", "launcher=slurm",
+                     "launcher.partition='debug$(touch /tmp/x)'")
+    assert result.returncode == 2 and "launcher.partition" in result.stderr
