@@ -6,6 +6,7 @@ and exit code 2; nothing already written is touched.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -115,11 +116,12 @@ def run_guarded(body: Callable[[], None]) -> None:
     from scaling.hardware import PrecisionError
     from scaling.launch import SlurmError
     from scaling.results import SweepFormatError
-    from scaling.trainer import Interrupted, RunBusy
+    from scaling.trainer import Interrupted, OutOfMemory, RunBusy, SummaryCorrupt
 
     try:
         body()
-    except (ConfigError, DataError, CorpusError, PrecisionError, CheckpointError, SlurmError, SweepFormatError) as e:
+    except (ConfigError, DataError, CorpusError, PrecisionError, CheckpointError, SlurmError, SweepFormatError,
+            OutOfMemory, SummaryCorrupt) as e:
         fail(str(e))
     except RunBusy as e:
         print(f"error: {e}", file=sys.stderr)
@@ -128,8 +130,9 @@ def run_guarded(body: Callable[[], None]) -> None:
         log.warning("%s", e)
         sys.exit(EXIT_INTERRUPTED)
     except OSError as e:
-        if e.errno in (28, 30, 13):  # no space left, read-only file system, permission denied
-            fail(f"cannot write {e.filename or ''}: {e.strerror} (fix: free space or choose a writable run.out_dir)")
+        if e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT):
+            fail(f"cannot write {e.filename or ''}: {e.strerror} (fix: free space or choose a writable run.out_dir "
+                 "/ sweep.out_dir; nothing already written was changed)")
         raise
 
 

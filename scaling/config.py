@@ -211,11 +211,14 @@ class EvalConfig:
 class CheckpointConfig:
     interval_steps: int
     """Save a resumable checkpoint every this many steps; 0 disables periodic checkpoints."""
+    interval_minutes: float
+    """Also save when this many minutes passed since the last checkpoint; 0 disables."""
     keep_last: int
     """How many complete checkpoints to keep."""
 
     def __post_init__(self) -> None:
         _require(self.interval_steps >= 0, "checkpoint.interval_steps", "negative", "use 0 to disable")
+        _require(self.interval_minutes >= 0, "checkpoint.interval_minutes", "negative", "use 0 to disable")
         _require(self.keep_last >= 1, "checkpoint.keep_last", f"must be at least 1, got {self.keep_last}", "e.g. 2")
 
 
@@ -237,6 +240,9 @@ class RunConfig:
     """Show a live progress bar."""
     export_hf: bool
     """Save the final model in transformers format under `hf/`."""
+    divergence_factor: float | None
+    """Stop and mark the run `diverged` when a step's loss exceeds this multiple of the best loss so far
+    (NaN/inf always stops it); null: only NaN/inf."""
 
     def __post_init__(self) -> None:
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "run.device",
@@ -244,6 +250,8 @@ class RunConfig:
         _require(self.num_threads is None or self.num_threads > 0, "run.num_threads", "must be positive",
                  "use null or a positive integer")
         _require(self.log_interval_steps > 0, "run.log_interval_steps", "must be positive", "e.g. 10")
+        _require(self.divergence_factor is None or self.divergence_factor > 1, "run.divergence_factor",
+                 f"must be above 1, got {self.divergence_factor}", "e.g. 3.0, or null")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,7 +302,7 @@ class TrainConfig:
 # Fields that change where or how a run is observed, never what it computes: left out of the run id.
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
     {"run.out_dir", "run.num_threads", "run.progress", "run.log_interval_steps", "run.export_hf",
-     "run.cpu_peak_flops_per_s", "tracking", "checkpoint", "data.cache_dir"}
+     "run.cpu_peak_flops_per_s", "run.divergence_factor", "tracking", "checkpoint", "data.cache_dir"}
 )
 
 

@@ -90,10 +90,15 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype | None, tf32: bool
     """Peak for MFU, or None when the device is unknown (no MFU is logged rather than a guess)."""
     if device.type == "cpu":
         return cpu_peak if cpu_peak is not None else measure_cpu_peak_flops_per_s(dtype)
-    name = torch.cuda.get_device_name(device)
     key = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "tf32" if tf32 else "fp32")
+    return gpu_peak_flops_per_s(torch.cuda.get_device_name(device), key)
+
+
+def gpu_peak_flops_per_s(name: str, dtype_key: str) -> float | None:
+    """Spec-sheet peak of a GPU by (a substring of) its name; None, with a warning, for an unknown GPU."""
     for gpu, peaks in GPU_PEAK_FLOPS_PER_S.items():
         if gpu in name:
-            return peaks[key]
-    warnings.warn(f"no peak FLOP/s known for GPU {name!r}: MFU will not be logged")
+            return peaks[dtype_key]
+    warnings.warn(f"no peak FLOP/s known for GPU {name!r}: MFU will not be logged "
+                  "(fix: add its peaks to GPU_PEAK_FLOPS_PER_S in scaling/hardware.py)")
     return None

@@ -37,6 +37,7 @@ from scaling.results import MANIFEST, SWEEP_FORMAT, point_status, read_manifest
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
+BUSY_RETRY_S = 2.0
 TRAIN_SCRIPT = ROOT / "train.py"
 
 
@@ -47,6 +48,8 @@ class LocalLauncherConfig:
     """Parallel points; null: one per GPU on a GPU box, else one per `threads_per_worker` CPU cores."""
     threads_per_worker: int
     """CPU threads of each point (1 is fastest per core on small models)."""
+    points_per_gpu: int
+    """Points run side by side on each GPU (processes sharing it): tiny models cannot fill a large GPU alone."""
     status_interval_s: float
     """Seconds between status lines."""
 
@@ -141,9 +144,10 @@ def _counts(values: list[str]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------ local
 
 
-def _default_workers(threads: int) -> tuple[int, list[str | None]]:
-    """One worker per GPU when there are GPUs, else one per `threads` cores."""
-    gpus = _visible_gpus()
+def _default_workers(threads: int, points_per_gpu: int) -> tuple[int, list[str]]:
+    """`points_per_gpu` workers per GPU when there are GPUs (the list has one slot per worker), else one per
+    `threads` cores."""
+    gpus = [g for g in _visible_gpus() for _ in range(points_per_gpu)]
     if gpus:
         return len(gpus), gpus
     return max(1, (os.cpu_count() or 1) // threads), []
@@ -161,7 +165,7 @@ def _visible_gpus() -> list[str]:
 
 def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
     """Run pending points with parallel workers; returns the final status of every point."""
-    workers, gpus = _default_workers(cfg.threads_per_worker)
+    workers, gpus = _default_workers(cfg.threads_per_worker, cfg.points_per_gpu)
     if cfg.workers is not None:
         workers = cfg.workers
     manifest = read_manifest(sweep_dir)
@@ -179,8 +183,9 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
     outcome: dict[str, str] = {}
     last_report = 0.0
     queue = list(todo)
+    retry_at: dict[str, float] = {}
     try:
-        while queue or running:
+        while queue or running or retry_at:
             while queue and len(running) < workers:
                 pid = queue.pop(0)
                 gpu = free_gpus.pop(0) if free_gpus else None
@@ -195,7 +200,16 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
                 outcome[pid] = _finish_point(sweep_dir, pid, proc.returncode)
                 if outcome[pid] == "finished":
                     durations.append(time.time() - started)
-            if time.time() - last_report >= cfg.status_interval_s or not (queue or running):
+                elif outcome[pid] == "busy":
+                    # Another controller is training it: try again later; its lock frees when that run ends.
+                    retry_at[pid] = time.time() + BUSY_RETRY_S
+            for pid, when in list(retry_at.items()):
+                if time.time() >= when:
+                    del retry_at[pid]
+                    queue.append(pid)
+            if not queue and not running and retry_at:
+                time.sleep(min(retry_at.values()) - time.time() if min(retry_at.values()) > time.time() else 0)
+            if time.time() - last_report >= cfg.status_interval_s or not (queue or running or retry_at):
                 _report(outcome, running, queue, durations, workers)
                 last_report = time.time()
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ Imports no torch: the analysis side runs anywhere.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ def read_manifest(sweep_dir: Path) -> dict[str, Any]:
         raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}); pass a sweep directory or a "
                                "CSV/JSONL table")
     manifest = read_json(path)
+    for point in manifest.get("points", []):
+        if not re.fullmatch(r"[0-9a-f]{12}", str(point.get("id"))):
+            raise SweepFormatError(f"{path}: {point.get('id')!r} is not a valid point id (12 hex digits); the "
+                                   "manifest was edited or is corrupt")
     if manifest.get("format") != SWEEP_FORMAT:
         raise SweepFormatError(f"{path}: sweep format {manifest.get('format')!r}, this version reads "
                                f"{SWEEP_FORMAT} (fix: use the matching version of scaling, or re-freeze the sweep)")

@@ -15,6 +15,7 @@ import importlib.metadata
 import logging
 import math
 import platform
+import random
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
@@ -31,7 +33,7 @@ from scaling.data import BatchSampler, DataError, eval_sequences, prepare
 from scaling.export import save_transformers
 from scaling.hardware import (autocast, autocast_dtype, configure_tf32, peak_flops_per_s, resolve_device,
                               resolve_threads)
-from scaling.io import atomic_write_json, atomic_write_text
+from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
 from scaling.tracking import MetricsLog, WandbMirror
@@ -44,6 +46,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 class RunBusy(Exception):
     """Another process is training this run right now (its lock is held)."""
+
+
+class OutOfMemory(RuntimeError):
+    pass
+
+
+class SummaryCorrupt(RuntimeError):
+    pass
 
 
 class Interrupted(Exception):
@@ -96,11 +106,33 @@ def evaluate(model: GPT, sequences: torch.Tensor, micro_batch_size: int, device:
     return total / len(sequences)
 
 
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               micro_batches: list[torch.Tensor], device: torch.device, dtype: torch.dtype | None,
+               grad_clip: float) -> tuple[float, float]:
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns (mean loss, gradient norm)."""
+    step_loss = 0.0
+    for batch in micro_batches:
+        with autocast(device, dtype):
+            loss = model(batch[:, :-1], batch[:, 1:])
+        scaler.scale(loss / len(micro_batches)).backward()
+        step_loss += loss.item() / len(micro_batches)
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, grad_norm.item()
+
+
 def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
     """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
     rid = run_id(cfg)
     run_dir = Path(cfg.run.out_dir) / rid
     if (run_dir / "summary.json").exists():
+        try:
+            read_json(run_dir / "summary.json")
+        except ValueError:
+            raise SummaryCorrupt(f"{run_dir / 'summary.json'} is corrupt; delete it to re-run the point") from None
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +189,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
     peak = peak_flops_per_s(device, dtype, cfg.precision.tf32, cfg.run.cpu_peak_flops_per_s)
     tokens_per_step = accum * mb * cfg.model.seq_len
 
-    step = 0
+    step, elapsed_before = 0, 0.0
     ckpt = checkpoint.latest(run_dir)
     if ckpt is not None:
         state = checkpoint.load(ckpt, rid)
@@ -165,6 +197,11 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
+        random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
+        np_position, np_has_gauss, np_gauss = state["rng_numpy"][1:]
+        np.random.set_state(("MT19937", state["rng_numpy"][0].numpy().astype(np.uint32), int(np_position),
+                             int(np_has_gauss), float(np_gauss)))
+        elapsed_before = float(state["wallclock_s"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         step = int(state["step"])
@@ -177,8 +214,12 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         return {"step": at_step, "tokens": tokens, **{f"flops_{c}": tokens * f for c, f in fpt.items()}}
 
     def save_checkpoint() -> None:
+        np_state = np.random.get_state()
         state = {"run_id": rid, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state()}
+                 "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(), "rng_python": random.getstate(),
+                 "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+                 "wallclock_s": elapsed_before + time.time() - start_time,
+                 "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()}}
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
         checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
@@ -188,7 +229,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
              cfg.precision.dtype)
     progress = _progress_bar(cfg.run.progress, num_steps, step)
     stop = _StopFlag()
-    status, val_losses, last_good_step = "finished", [], step
+    status, val_losses, last_good_step, best_loss = "finished", [], step, math.inf
+    last_checkpoint_time = time.time()
     window_start, window_tokens = time.perf_counter(), 0
     try:
         while step < num_steps:
@@ -196,28 +238,26 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
             for group in optimizer.param_groups:
                 group["lr"] = lr
             first = step * accum * mb
-            step_loss = 0.0
-            for micro in range(accum):
-                batch = torch.from_numpy(sampler.batch(first + micro * mb, mb)).to(device, non_blocking=True)
-                with autocast(device, dtype):
-                    loss = step_model(batch[:, :-1], batch[:, 1:])
-                scaler.scale(loss / accum).backward()
-                step_loss += loss.item() / accum
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")).item()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            micro_batches = [torch.from_numpy(sampler.batch(first + i * mb, mb)).to(device, non_blocking=True)
+                             for i in range(accum)]
+            try:
+                step_loss, grad_norm = train_step(step_model, optimizer, scaler, micro_batches, device, dtype,
+                                                  cfg.optim.grad_clip)
+            except torch.OutOfMemoryError:
+                raise OutOfMemory(f"out of {device.type} memory at budget.micro_batch_size={mb} (fix: "
+                                  f"budget.micro_batch_size={max(1, mb // 2)}; gradient accumulation keeps "
+                                  f"budget.batch_tokens={cfg.budget.batch_tokens})") from None
             step += 1
             window_tokens += tokens_per_step
 
-            if not math.isfinite(step_loss):
+            spike = cfg.run.divergence_factor is not None and step_loss > cfg.run.divergence_factor * best_loss
+            if not math.isfinite(step_loss) or spike:
                 status = "diverged"
-                log.error("loss is %s at step %d: run marked diverged (last good step %d)", step_loss, step,
+                log.error("loss %s at step %d%s: run marked diverged (last good step %d)", step_loss, step,
+                          f" is over {cfg.run.divergence_factor}x the best {best_loss:.4f}" if spike else "",
                           last_good_step)
                 break
-            last_good_step = step
+            last_good_step, best_loss = step, min(best_loss, step_loss)
             if step % cfg.run.log_interval_steps == 0 or step == num_steps:
                 elapsed = time.perf_counter() - window_start
                 tokens_per_s = window_tokens / elapsed
@@ -239,8 +279,12 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
             if stop.signum is not None:
                 save_checkpoint()
                 raise Interrupted(f"stopped by signal {stop.signum} at step {step}; run again to resume")
-            if cfg.checkpoint.interval_steps and step % cfg.checkpoint.interval_steps == 0 and step < num_steps:
+            due_by_steps = cfg.checkpoint.interval_steps and step % cfg.checkpoint.interval_steps == 0
+            due_by_time = (cfg.checkpoint.interval_minutes
+                           and time.time() - last_checkpoint_time >= 60 * cfg.checkpoint.interval_minutes)
+            if (due_by_steps or due_by_time) and step < num_steps:
                 save_checkpoint()
+                last_checkpoint_time = time.time()
     finally:
         stop.restore()
         metrics.close()
@@ -258,7 +302,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         "tokens_repeated": sampler.repeated_tokens(step * accum * mb),
         "params": params.as_dict(),
         "flops_per_token": fpt, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
-        "wallclock_s": time.time() - start_time,
+        "wallclock_s": elapsed_before + time.time() - start_time,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": cfg.precision.dtype, "num_threads": torch.get_num_threads(),

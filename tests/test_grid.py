@@ -48,7 +48,7 @@ def test_cartesian_and_ladder_counts_and_seeds():
 
 
 def test_deepseek_rule_sets_lr_and_batch_from_compute():
-    grid, base = grid_and_base()
+    grid, base = grid_and_base(["grid.hparam_rule=deepseek"])
     for p in expand(grid, base):
         c = p.grid["compute"]
         assert p.config.optim.lr == pytest.approx(0.3118 * p.grid["budget_flops"] ** -0.125, rel=1e-9)

@@ -9,12 +9,14 @@ from tests.conftest import run_cli
 from tests.test_sweep import SWEEP_TINY
 
 pytestmark = pytest.mark.slurm
+# The tiny grid without the local launcher's settings.
+SLURM_TINY = [a for a in SWEEP_TINY if not a.startswith("launcher.")]
 
 
 def test_sweep_as_a_slurm_array(tmp_path, slurm):
-    args = [f"sweep.out_dir={tmp_path}", "sweep.name=arr", *SWEEP_TINY, "launcher=slurm", "launcher.wait=true",
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=arr", *SLURM_TINY, "launcher=slurm", "launcher.wait=true",
             "launcher.poll_interval_s=2", "launcher.time=00:10:00", "launcher.mem=2G", "launcher.max_parallel=2",
-            "launcher.extra_sbatch=[--comment=scaling-test]"]
+            "launcher.extra_sbatch=['--comment=scaling-test']"]
     result = run_cli("sweep.py", *args, env=slurm.env(), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "arr"
@@ -33,7 +35,7 @@ def test_sweep_as_a_slurm_array(tmp_path, slurm):
 
 def test_slurm_submission_failures_are_clear(tmp_path, slurm):
     # A partition that does not exist: sbatch rejects it, the script stays for a hand submission.
-    args = [f"sweep.out_dir={tmp_path}", "sweep.name=bad", *SWEEP_TINY, "launcher=slurm", "launcher.partition=nope"]
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=bad", *SLURM_TINY, "launcher=slurm", "launcher.partition=nope"]
     result = run_cli("sweep.py", *args, env=slurm.env())
     assert result.returncode == 2
     assert "sbatch rejected the array" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,84 @@
+"""`make bench`: every benchmark, measured side by side on this machine; results in bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from scaling.io import atomic_write_json, atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Benchmarks ({results['date']}, {results['machine']})", ""]
+    if "throughput" in results:
+        lines += ["## Trainer step vs minimal PyTorch GPT (1 thread, batch 8x256, vocab 256, interleaved)", "",
+                  "| shape (L,H,d) | setting | ours tok/s | baseline tok/s | speed-up | ours MFU | spread ours/base |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in results["throughput"]:
+            lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
+                         f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {100 * r['ours_mfu']:.1f}% | "
+                         f"{r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
+        lines.append("")
+    if "data_path" in results:
+        d = results["data_path"]
+        lines += ["## Data path", "",
+                  f"- loader: {d['loader_ms_per_step']:.2f} ms per step vs {d['step_ms']:.0f} ms step "
+                  f"({100 * d['loader_fraction']:.2f}%)",
+                  f"- cached token files opened in {d['cached_prepare_s']:.3f} s; {d['token_caches_on_disk']} "
+                  "token cache(s) on disk, one per data config",
+                  f"- process start to first logged step: {d['start_to_first_step_s']:.2f} s", ""]
+    if "sweep_layout" in results:
+        s = results["sweep_layout"]
+        lines += ["## Sweep layout (5 points of the default grid)", "",
+                  f"- 1 worker x 2 threads: {s['1x2']['points_per_hour']:.0f} points/hour ({s['1x2']['seconds']:.0f} s)",
+                  f"- 2 workers x 1 thread: {s['2x1']['points_per_hour']:.0f} points/hour ({s['2x1']['seconds']:.0f} s)",
+                  f"- ratio: {s['ratio_2x1_over_1x2']:.2f}x (the local launcher's default is one 1-thread worker "
+                  "per core)", ""]
+    if "fitter" in results:
+        f = results["fitter"]
+        lines += ["## Fitter", "",
+                  f"- approach 3, {f['speed']['starts']} starts + {f['speed']['bootstrap']} bootstraps on "
+                  f"{f['speed']['n_points']} points: {f['speed']['seconds']:.1f} s",
+                  f"- 95% bootstrap interval coverage over {f['coverage']['trials']} synthetic trials: "
+                  + ", ".join(f"{k} {100 * v:.0f}%" for k, v in f["coverage"]["coverage"].items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", nargs="*", choices=("throughput", "data_path", "sweep_layout", "fitter"))
+    args = parser.parse_args()
+    chosen = set(args.only or ("throughput", "data_path", "sweep_layout", "fitter"))
+    results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                     "machine": f"{platform.machine()}, {torch.get_num_threads()} threads available, "
+                                f"torch {torch.__version__}"}
+    if "throughput" in chosen:
+        from bench import throughput
+
+        results["throughput"] = throughput.run()
+    if "data_path" in chosen:
+        from bench import data_path
+
+        results["data_path"] = data_path.run()
+    if "sweep_layout" in chosen:
+        from bench import sweep_layout
+
+        results["sweep_layout"] = sweep_layout.run()
+    if "fitter" in chosen:
+        from bench import fitter
+
+        results["fitter"] = {"speed": fitter.speed(), "coverage": fitter.coverage()}
+    stem = f"{results['date']}-cpu"
+    atomic_write_json(RESULTS / f"{stem}.json", results)
+    atomic_write_text(RESULTS / f"{stem}.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

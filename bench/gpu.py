@@ -1,0 +1,72 @@
+"""GPU benchmarks: a ~100M-parameter model in bf16 (tokens/s, MFU; eager and torch.compile, SDPA flash path),
+and packing tiny grid points several per GPU vs one at a time (points/hour)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scaling.config import ModelConfig, OptimConfig
+from scaling.flops import flops_per_token
+from scaling.hardware import gpu_peak_flops_per_s
+from scaling.model import GPT
+from scaling.optim import build_optimizer
+from scaling.trainer import train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIM = OptimConfig(lr=6e-4, min_lr_ratio=0.1, schedule="cosine", warmup_steps=0, decay_fraction=0.2,
+                    weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
+
+
+def big_model(compile_model: bool, steps: int = 200, micro_batch: int = 32) -> dict:
+    cfg = ModelConfig(arch="llama", num_layers=12, d_model=768, num_heads=12, d_ff=None, ffn_ratio=8 / 3,
+                      seq_len=1024, vocab_size=32768, tie_embeddings=False, init_std=0.02, norm_eps=1e-5,
+                      rope_theta=1e4)
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    model = GPT(cfg).to(device)
+    optimizer = build_optimizer(model, OPTIM, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    step_model = torch.compile(model) if compile_model else model
+    batch = torch.randint(0, cfg.vocab_size, (micro_batch, cfg.seq_len + 1), device=device)
+    for _ in range(10):  # warm-up and compilation
+        train_step(step_model, optimizer, scaler, [batch], device, torch.bfloat16, 1.0)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(step_model, optimizer, scaler, [batch], device, torch.bfloat16, 1.0)
+    torch.cuda.synchronize()
+    tokens_per_s = steps * micro_batch * cfg.seq_len / (time.perf_counter() - start)
+    peak = gpu_peak_flops_per_s(torch.cuda.get_device_name(device), "bf16")
+    fpt = flops_per_token(cfg, "6n_attention")
+    return {"compile": compile_model, "params_non_embedding": sum(p.numel() for p in model.blocks.parameters()),
+            "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * fpt / peak if peak else None,
+            "device": torch.cuda.get_device_name(device)}
+
+
+def packing(points_per_gpu: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "sweep.py"), f"sweep.out_dir={tmp}", "sweep.name=pack",
+                        "grid=tiny", "grid.seeds=[0,1,2,3]", "sweep.fit=false", "precision=bf16",
+                        f"launcher.points_per_gpu={points_per_gpu}"],
+                       cwd=ROOT, check=True, capture_output=True, env=dict(os.environ))
+        seconds = time.perf_counter() - start
+        points = len(list(Path(tmp).glob("pack/runs/*/summary.json")))
+    return {"points_per_gpu": points_per_gpu, "points": points, "seconds": seconds,
+            "points_per_hour": 3600 * points / seconds}
+
+
+if __name__ == "__main__":
+    import json
+
+    results = {"eager": big_model(False), "compiled": big_model(True), "packing_1": packing(1),
+               "packing_4": packing(4)}
+    results["packing_ratio"] = results["packing_4"]["points_per_hour"] / results["packing_1"]["points_per_hour"]
+    print(json.dumps(results, indent=2))

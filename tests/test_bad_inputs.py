@@ -1,0 +1,167 @@
+"""The catalogue of bad inputs beyond config typos: each is one clear line and loses nothing already written.
+(Config and data mistakes: tests/test_config.py, tests/test_data.py; fitter tables: tests/test_fit.py;
+Slurm submission: tests/test_slurm.py.)"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from scaling import checkpoint
+from scaling.checkpoint import CheckpointError
+from scaling.hardware import gpu_peak_flops_per_s
+from scaling.io import read_jsonl
+from scaling.results import SweepFormatError, collect
+from tests.conftest import ROOT, TINY, run_cli
+from tests.test_sweep import SWEEP_TINY
+
+
+def test_truncated_checkpoint_is_named_with_the_fix(tmp_path):
+    path = checkpoint.save(tmp_path, 3, {"run_id": "abc", "x": torch.ones(1000)}, keep_last=2)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="unreadable.*delete it"):
+        checkpoint.load(path, "abc")
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    path = checkpoint.save(tmp_path, 3, {"run_id": "abc", "x": torch.ones(3)}, keep_last=2)
+    with pytest.raises(CheckpointError, match="belongs to run 'abc'"):
+        checkpoint.load(path, "def")
+
+
+def test_checkpoints_never_unpickle_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "checkpoints" / "step-00000001.pt"
+    path.parent.mkdir()
+    torch.save({"run_id": "abc", "evil": Evil()}, path)
+    with pytest.raises(CheckpointError, match="unreadable"):
+        checkpoint.load(path, "abc")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch, code):
+    good = checkpoint.save(tmp_path, 3, {"run_id": "abc", "x": torch.ones(10)}, keep_last=2)
+
+    def failing_save(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path, 6, {"run_id": "abc"}, keep_last=2)
+    assert checkpoint.latest(tmp_path) == good
+    assert torch.equal(checkpoint.load(good, "abc")["x"], torch.ones(10))
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [good.name]  # no temporary left behind
+
+
+def test_truncated_last_metrics_line_is_skipped_but_corruption_elsewhere_is_named(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="line 2 is not valid JSON"):
+        read_jsonl(path)
+
+
+def test_unknown_gpu_logs_no_mfu():
+    with pytest.warns(UserWarning, match="no peak FLOP/s known"):
+        assert gpu_peak_flops_per_s("NVIDIA Imaginary 9000", "bf16") is None
+    assert gpu_peak_flops_per_s("NVIDIA H100 80GB HBM3", "bf16") == 989e12
+
+
+def test_output_dir_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_cli("train.py", f"run.out_dir={blocker / 'runs'}", *TINY)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot write" in result.stderr and "run.out_dir" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps")
+    result = run_cli("sweep.py", f"sweep.out_dir={out}", "sweep.name=s", *SWEEP_TINY, "grid.budgets_tokens=[16384]",
+                     "sweep.fit=false")
+    assert result.returncode == 0, result.stderr
+    return out / "s"
+
+
+def test_corrupt_summary_is_reported_and_nothing_is_overwritten(finished_sweep, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    run_dir = next((sweep / "runs").iterdir())
+    (run_dir / "summary.json").write_text('{"status": "fini')
+    runs, _ = collect(sweep)
+    assert runs.set_index("run_id").loc[run_dir.name, "status"] == "corrupt"
+    config_dir = sweep / "points" / run_dir.name
+    result = run_cli("train.py", "--config-path", str(config_dir), "--config-name", "config",
+                     f"run.out_dir={sweep / 'runs'}")
+    assert result.returncode == 2 and "summary.json is corrupt" in result.stderr and "delete it" in result.stderr
+    assert (run_dir / "summary.json").read_text() == '{"status": "fini'
+
+
+@pytest.mark.parametrize("fmt", [0, 99])
+def test_sweep_directory_of_another_format(finished_sweep, tmp_path, fmt):
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest["format"] = fmt
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SweepFormatError, match=f"sweep format {fmt}"):
+        collect(sweep)
+    out = subprocess.run([sys.executable, "-m", "scaling", "status", str(sweep)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "format" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_manifest_ids_cannot_escape_the_sweep(finished_sweep, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest["points"][0]["id"] = "../../etc"
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SweepFormatError, match="not a valid point id"):
+        collect(sweep)
+
+
+def test_sbatch_missing_leaves_the_script_for_a_hand_submission(tmp_path):
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=nos", "grid=tiny", "launcher=slurm",
+                     env={"PATH": os.path.dirname(sys.executable)})
+    assert result.returncode == 2 and "sbatch not found" in result.stderr
+    assert (tmp_path / "nos" / "slurm" / "sweep.sbatch").exists()
+
+
+def test_a_different_grid_in_the_same_sweep_directory_is_refused(finished_sweep, tmp_path):
+    result = run_cli("sweep.py", f"sweep.out_dir={finished_sweep.parent}", "sweep.name=s", *SWEEP_TINY,
+                     "grid.budgets_tokens=[32768]")
+    assert result.returncode == 2 and "already holds a different grid" in result.stderr
+
+
+def test_run_busy_in_another_process(tmp_path):
+    from filelock import FileLock
+
+    from tests.conftest import make_config
+    from scaling.config import run_id
+
+    cfg, _ = make_config(tmp_path)
+    run_dir = tmp_path / "runs" / run_id(cfg)
+    run_dir.mkdir(parents=True)
+    with FileLock(str(run_dir / ".lock")):
+        result = run_cli("train.py", f"run.out_dir={tmp_path / 'runs'}", *TINY)
+    assert result.returncode == 4 and "being trained by another process" in result.stderr
