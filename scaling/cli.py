@@ -168,6 +168,7 @@ def sweep_main(cfg: DictConfig) -> None:
     from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig
 
     sweep_raw, grid_raw, launcher_raw = raw.pop("sweep"), raw.pop("grid"), raw.pop("launcher")
+    testtime_raw = raw.pop("testtime", None)
     try:
         sweep = parse(SweepConfig, sweep_raw, "sweep.")
         grid = parse(GridConfig, grid_raw, "grid.")
@@ -175,6 +176,13 @@ def sweep_main(cfg: DictConfig) -> None:
         if launcher_cls is None:
             raise ConfigError("launcher.kind", f"unknown launcher {launcher_raw.get('kind')!r}", "use local or slurm")
         launcher = parse(launcher_cls, launcher_raw, "launcher.")
+        testtime = None
+        if testtime_raw is not None:
+            from scaling.testtime.study import TestTimeConfig
+
+            testtime = parse(TestTimeConfig, testtime_raw, "testtime.")
+            if raw["data"].get("task") is None:
+                raise ConfigError("data", "the test-time study needs a task corpus", "use data=modchain")
     except ConfigError as e:
         fail(str(e))
     sweep_dir = Path(sweep.out_dir).expanduser().absolute() / sweep.name
@@ -203,12 +211,13 @@ def sweep_main(cfg: DictConfig) -> None:
             print(plan_table(points, rates))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
-        run_sweep(sweep, sweep_dir, grid.kind, points, launcher)
+        run_sweep(sweep, sweep_dir, grid.kind, points, launcher, testtime, raw["data"].get("task"))
 
     run_guarded(body)
 
 
-def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, launcher: Any) -> None:
+def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, launcher: Any, testtime: Any = None,
+              task: dict[str, Any] | None = None) -> None:
     from scaling.launch import freeze, run_local, statuses, submit_slurm, wait_slurm
     from scaling.results import write_tables
 
@@ -238,6 +247,11 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
                      ", ".join(k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results))
         except (FitInputError, ValueError) as e:
             log.error("fit skipped: %s", e)
+    if testtime is not None:
+        from scaling.testtime.study import run_study
+
+        run_study(sweep_dir, testtime, task)
+        log.info("test-time study: %s", sweep_dir / "testtime" / "report.md")
     print(f"sweep {sweep.name}: {len(final) - len(failed)} of {len(final)} points done -> {sweep_dir}")
     if failed:
         for pid in failed:

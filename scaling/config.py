@@ -99,10 +99,34 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    """A generated task with checkable answers (scaling.testtime.task): chains of arithmetic mod `modulus`."""
+    name: Literal["modchain"]
+    modulus: int
+    min_steps: int
+    max_steps: int
+    """Training problems have min_steps..max_steps steps."""
+    num_train: int
+    test_max_steps: int
+    """Test problems have 1..test_max_steps steps (beyond max_steps: the "nearly impossible" bin)."""
+    test_per_length: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.modulus <= 10, "data.task.modulus", f"{self.modulus} is not in [2, 10]",
+                 "use a modulus whose residues are single digits, e.g. 7")
+        _require(1 <= self.min_steps <= self.max_steps <= self.test_max_steps, "data.task.max_steps",
+                 "needs 1 <= min_steps <= max_steps <= test_max_steps", "order the step counts")
+        _require(self.num_train > 0 and self.test_per_length > 0, "data.task.num_train", "counts must be positive",
+                 "e.g. num_train=50000, test_per_length=25")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    source: Literal["classics", "files", "hub"]
+    source: Literal["classics", "files", "hub", "task"]
     """`classics`: the embedded default corpus (built offline from installed packages);
-    `files`: local text/json/jsonl/parquet files in `paths`; `hub`: a dataset on the Hugging Face hub."""
+    `files`: local text/json/jsonl/parquet files in `paths`; `hub`: a dataset on the Hugging Face hub;
+    `task`: problems with worked solutions generated from `task`."""
     paths: list[str]
     """Local files or glob patterns (source=files)."""
     text_field: str
@@ -116,6 +140,8 @@ class DataConfig:
     """Refuse to reach the hub (the default): a hub source then fails at once with a one-line error."""
     val_fraction: float
     """Fraction of text blocks held out for validation; the split is a fixed function of the text."""
+    task: TaskConfig | None
+    """The generated task (source=task)."""
     tokenizer: TokenizerConfig
     cache_dir: str
     """Where tokenizers and memory-mapped token files live, shared by every run with the same data config."""
@@ -131,6 +157,10 @@ class DataConfig:
         if self.source == "hub":
             _require(bool(self.hub_name), "data.hub_name", "source=hub needs a dataset name",
                      "set data.hub_name=<owner/name>")
+        if self.source == "task":
+            _require(self.task is not None, "data.task", "source=task needs a task", "use data=modchain")
+            _require(self.tokenizer.kind == "bytes", "data.tokenizer.kind", "the task's checker reads characters",
+                     "use the bytes tokenizer (data=modchain sets it)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from scaling.config import DataConfig
-from scaling.io import atomic_write, atomic_write_json, read_json
+from scaling.io import atomic_write, atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,16 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
         from scaling.corpus import build_classics
 
         path = build_classics(cache_dir / "corpora" / "classics.jsonl")
+        return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
+    if cfg.source == "task":
+        from scaling.testtime.task import held_out_problems, training_documents
+
+        t = cfg.task
+        path = cache_dir / "corpora" / f"{t.name}-{cache_key(cfg)}.jsonl"
+        if not path.exists():
+            held_out = held_out_problems(t.modulus, t.test_max_steps, t.test_per_length, t.seed)
+            docs = training_documents(t.modulus, t.min_steps, t.max_steps, t.num_train, t.seed + 1, held_out)
+            atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in docs))
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "files":
         kind, files = _local_files(cfg)
@@ -159,6 +169,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
 def cache_key(cfg: DataConfig) -> str:
     semantic = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "on_repeat")}
     semantic["tokenizer"] = cfg.tokenizer.__dict__
+    semantic["task"] = cfg.task.__dict__ if cfg.task is not None else None
     semantic["block_chars"], semantic["format"] = BLOCK_CHARS, CACHE_FORMAT
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

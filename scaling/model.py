@@ -125,15 +125,19 @@ class GPT(nn.Module):
             else:
                 nn.init.normal_(p, 0.0, std)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of shape (batch, seq, vocab), or the mean cross-entropy when ``targets`` is given."""
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states, shape (batch, seq, d_model)."""
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb.weight[: idx.shape[1]]
         rope = (self.rope_cos, self.rope_sin) if self.cfg.arch == "llama" else None
         for block in self.blocks:
             x = block(x, rope)
-        logits = self.lm_head(self.norm(x))
+        return self.norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of shape (batch, seq, vocab), or the mean cross-entropy when ``targets`` is given."""
+        logits = self.lm_head(self.hidden(idx))
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

@@ -15,7 +15,8 @@ from scaling.fit.approach3 import Approach3Fit  # noqa: E402
 from scaling.fit.table import FitTable  # noqa: E402
 
 
-def _save(fig, out_dir: Path, name: str) -> str:
+def save_figure(fig, out_dir: Path, name: str) -> str:
+    """Save as figures/<name>.png and .pdf under ``out_dir``; returns the PNG's relative path."""
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(out_dir / "figures" / f"{name}.{ext}", dpi=120, bbox_inches="tight")
@@ -46,7 +47,7 @@ def loss_vs_compute(table: FitTable, results: dict, out_dir: Path) -> str | None
         ax.plot(cs, fit.predict(n, d), "r-", lw=1.5, label="approach 3 at N_opt(C)")
     ax.set(xscale="log", yscale="log", xlabel=f"C (FLOPs, {table.conventions['flops']})", ylabel="loss")
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, "loss_vs_compute")
+    return save_figure(fig, out_dir, "loss_vs_compute")
 
 
 def isoflop(table: FitTable, results: dict, out_dir: Path) -> str | None:
@@ -68,7 +69,7 @@ def isoflop(table: FitTable, results: dict, out_dir: Path) -> str | None:
         ax.plot(o["n_opt"], o["loss_opt"], "k*", ms=10)
     ax.set(xscale="log", yscale="log", xlabel="N", ylabel="loss", title=f"IsoFLOP profiles ({r['method']})")
     ax.legend(fontsize=7, title="C", ncol=2)
-    return _save(fig, out_dir, "isoflop")
+    return save_figure(fig, out_dir, "isoflop")
 
 
 def optimal_allocation(table: FitTable, results: dict, out_dir: Path) -> str | None:
@@ -99,7 +100,7 @@ def optimal_allocation(table: FitTable, results: dict, out_dir: Path) -> str | N
                     label=f"approach 3, exponent {fit.a if which == 'N' else fit.b:.3f}")
         ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=f"{which}_opt")
         ax.legend(fontsize=7)
-    return _save(fig, out_dir, "optimal_allocation")
+    return save_figure(fig, out_dir, "optimal_allocation")
 
 
 def contours(table: FitTable, results: dict, out_dir: Path) -> str | None:
@@ -120,7 +121,7 @@ def contours(table: FitTable, results: dict, out_dir: Path) -> str | None:
     ax.scatter(p.N, p.D, c="white", edgecolors="k", s=15, label="runs")
     ax.set(xscale="log", yscale="log", xlabel="N", ylabel="D (tokens)", title="L(N, D), approach 3")
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, "loss_contours")
+    return save_figure(fig, out_dir, "loss_contours")
 
 
 def residuals(table: FitTable, results: dict, out_dir: Path) -> str | None:
@@ -133,7 +134,7 @@ def residuals(table: FitTable, results: dict, out_dir: Path) -> str | None:
     ax.scatter(p.C, res, c=np.log10(p.N), s=18)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="C (FLOPs)", ylabel="log predicted − log actual", title="approach 3 residuals")
-    return _save(fig, out_dir, "residuals")
+    return save_figure(fig, out_dir, "residuals")
 
 
 def backtest(table: FitTable, results: dict, out_dir: Path) -> str | None:
@@ -148,7 +149,7 @@ def backtest(table: FitTable, results: dict, out_dir: Path) -> str | None:
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set(xlabel="actual loss", ylabel="predicted loss",
            title=f"backtest: {r['n_test']} largest held out, mean |err| {100 * r['mean_abs_rel_error']:.2f}%")
-    return _save(fig, out_dir, "backtest")
+    return save_figure(fig, out_dir, "backtest")
 
 
 FIGURES: tuple[Callable[[FitTable, dict, Path], str | None], ...] = (

@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.config import ModelConfig
 from scaling.flops import count_params, flops_per_token
+from scaling.measure import register_cpu_sdpa_flops
 from scaling.model import GPT
 
 BASE = ModelConfig(arch="llama", num_layers=2, d_model=64, num_heads=2, d_ff=None, ffn_ratio=8 / 3, seq_len=64,
@@ -35,26 +36,12 @@ def test_param_counts_match_built_model(shape):
         p.numel() for p in model.norm.parameters())
 
 
-# CPU SDPA dispatches to an op without a FLOP formula: register the standard attention formulas for it so the
-# counter sees attention (otherwise it silently drops ~5% at these sizes).
-_cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-
-
-@register_flop_formula(_cpu_sdpa, get_raw=True)
-def _cpu_sdpa_flops(query, key, value, *args, **kwargs) -> int:
-    return sdpa_flop_count(query.shape, key.shape, value.shape)
-
-
-@register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, get_raw=True)
-def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
-
-
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2], SHAPES[3]])
 def test_palm_convention_matches_flop_counter(shape):
     cfg = dataclasses.replace(BASE, **shape)
     model = GPT(cfg)
     batch = torch.randint(0, cfg.vocab_size, (2, cfg.seq_len + 1))
+    register_cpu_sdpa_flops()  # otherwise the counter drops CPU attention
     counter = FlopCounterMode(display=False)
     with counter:
         model(batch[:, :-1], batch[:, 1:]).backward()

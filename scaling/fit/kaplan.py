@@ -17,6 +17,12 @@ MIN_POINTS_1D = 3
 MIN_POINTS_JOINT = 5
 
 
+def _exp(value: float) -> float:
+    """exp that returns inf for a nearly flat law's enormous scale instead of warning."""
+    with np.errstate(over="ignore"):
+        return float(np.exp(value))
+
+
 def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
     """L = (x_c/x)^α, or E + (x_c/x)^α with ``with_floor``."""
     x, loss = np.asarray(x, float), np.asarray(loss, float)
@@ -28,7 +34,7 @@ def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
     alpha, log_xc = -slope, intercept / max(-slope, 1e-12)
     if not with_floor:
         resid = ll - (intercept + slope * lx)
-        return {"alpha": float(alpha), "x_c": float(np.exp(log_xc)), "E": 0.0, "rmse_log": float(np.sqrt(np.mean(resid**2)))}
+        return {"alpha": float(alpha), "x_c": _exp(log_xc), "E": 0.0, "rmse_log": float(np.sqrt(np.mean(resid**2)))}
 
     def residual(p: np.ndarray) -> np.ndarray:
         log_xc_, alpha_, log_e = p
@@ -41,7 +47,7 @@ def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
         if best is None or res.cost < best.cost:
             best = res
     log_xc_, alpha_, log_e = best.x
-    return {"alpha": float(alpha_), "x_c": float(np.exp(log_xc_)), "E": float(np.exp(log_e)),
+    return {"alpha": float(alpha_), "x_c": _exp(log_xc_), "E": float(np.exp(log_e)),
             "rmse_log": float(np.sqrt(np.mean(best.fun**2)))}
 
 

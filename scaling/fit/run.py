@@ -46,6 +46,7 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
     """Every requested approach the data supports; what is skipped and why goes into ``notes``."""
     p = table.points
     results: dict[str, Any] = {"conventions": table.conventions, "n_points": int(len(p)),
+                               "compute_range": [float(p.C.min()), float(p.C.max())],
                                "notes": list(table.notes), "excluded": list(table.excluded)}
 
     def attempt(name: str, fn) -> None:
