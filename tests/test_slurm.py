@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from scaling.io import read_json
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.test_sweep import SWEEP_TINY
 
 pytestmark = pytest.mark.slurm
@@ -49,3 +51,34 @@ def test_sbatch_values_cannot_inject_shell(tmp_path):
     result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=inj2", "grid=tiny", "launcher=slurm",
                      "launcher.partition='debug$(touch /tmp/x)'")
     assert result.returncode == 2 and "launcher.partition" in result.stderr
+
+
+def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm):
+    """Slurm's warning signal before a time limit (SIGUSR1 to the batch script, as `--signal=B:USR1@N` sends it):
+    the run checkpoints and exits 3, the task requeues itself and resumes where it stopped."""
+    import json
+    import subprocess
+    import time
+
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=pre", *SLURM_TINY, "grid.sizes=[{name: null, num_layers: 2, "
+            "d_model: 64, num_heads: 2}]", "grid.budgets_tokens=[409600]", "checkpoint.interval_steps=0",
+            "run.log_interval_steps=1", "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=1"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], cwd=ROOT, env=slurm.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweep = tmp_path / "pre"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until the task is training
+        metrics = list(sweep.glob("runs/*/metrics.jsonl"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 20:
+            break
+        time.sleep(0.2)
+    job = read_json(sweep / "slurm" / "job.json")["job_id"]
+    subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_0"], check=True, env=slurm.env())
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    run_dir = next((sweep / "runs").iterdir())
+    assert "resuming run" in (run_dir / "train.log").read_text()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["event"] == "train"]
+    assert steps == list(range(1, 201))
+    assert read_json(run_dir / "summary.json")["status"] == "finished"

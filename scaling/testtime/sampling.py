@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scaling.testtime.task import Problem, check
@@ -36,6 +37,7 @@ class Policy:
 
     @classmethod
     def load(cls, run_dir: Path) -> "Policy":
+        transformers.utils.logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(run_dir / "hf").eval()
         tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf")
         byte_of = _byte_of_symbol()

@@ -78,8 +78,7 @@ def _verifier_model(policy_model: ModelConfig, v: VerifierConfig) -> ModelConfig
                                d_ff=None)
 
 
-def _batches(policy: Policy, problems: list[Problem], rows: list[dict], kind: str
-             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(policy: Policy, rows: list[dict], kind: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Verifier training batches, one per problem length (one layout each)."""
     out = []
     for length in sorted({r["length"] for r in rows}):
@@ -114,7 +113,7 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
     vrows = sample_problems(policy, train_pool[: cfg.verifier.train_problems], cfg.verifier.samples_per_problem,
                             cfg.temperature, cfg.seed + 1)
     vcfg = _verifier_model(train_cfg.model, cfg.verifier)
-    verifiers = {kind: train_verifier(kind, _batches(policy, train_pool, vrows, kind), vcfg, cfg.verifier.steps,
+    verifiers = {kind: train_verifier(kind, _batches(policy, vrows, kind), vcfg, cfg.verifier.steps,
                                       cfg.verifier.lr, cfg.seed) for kind in ("orm", "prm")}
     for kind, verifier in verifiers.items():
         for row, score in zip(rows, _score(policy, verifier, rows)):
