@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from scaling.io import atomic_write_json, atomic_write_text
+from scaling.io import atomic_write_json, atomic_write_text, read_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -24,15 +24,17 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
                          f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {100 * r['ours_mfu']:.1f}% | "
                          f"{r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
+        if not results.get("fast_bf16"):
+            lines.append("\nbf16 rows skipped: this CPU has neither AMX nor AVX512-BF16, so bf16 matmuls are emulated.")
         lines.append("")
     if "data_path" in results:
         d = results["data_path"]
-        lines += ["## Data path", "",
+        lines += ["## Data path (default train config)", "",
                   f"- loader: {d['loader_ms_per_step']:.2f} ms per step vs {d['step_ms']:.0f} ms step "
                   f"({100 * d['loader_fraction']:.2f}%)",
                   f"- cached token files opened in {d['cached_prepare_s']:.3f} s; {d['token_caches_on_disk']} "
                   "token cache(s) on disk, one per data config",
-                  f"- process start to first logged step: {d['start_to_first_step_s']:.2f} s", ""]
+                  f"- process start to the first training step: {d['start_to_first_step_s']:.2f} s", ""]
     if "sweep_layout" in results:
         s = results["sweep_layout"]
         lines += ["## Sweep layout (5 points of the default grid)", "",
@@ -62,6 +64,7 @@ def main() -> None:
         from bench import throughput
 
         results["throughput"] = throughput.run()
+        results["fast_bf16"] = throughput.has_fast_bf16()
     if "data_path" in chosen:
         from bench import data_path
 
@@ -75,6 +78,9 @@ def main() -> None:
 
         results["fitter"] = {"speed": fitter.speed(), "coverage": fitter.coverage()}
     stem = f"{results['date']}-cpu"
+    previous = RESULTS / f"{stem}.json"
+    if previous.exists():  # --only refreshes some sections and keeps the others of the same day
+        results = {**read_json(previous), **results}
     atomic_write_json(RESULTS / f"{stem}.json", results)
     atomic_write_text(RESULTS / f"{stem}.md", markdown(results))
     print(markdown(results))

@@ -54,21 +54,32 @@ def interleaved(a, b, x, y, repeats: int, warmup: int = 3) -> tuple[list[float],
     return times_a, times_b
 
 
-def run(repeats: int = 15) -> list[dict]:
+def has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: without them CPU bf16 matmuls are emulated (measured 7-10x slower than fp32 here)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def run(repeats: int = 11) -> list[dict]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
-    x, y = data[:, :-1], data[:, 1:]
+    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
     peaks = {None: measure_cpu_peak_flops_per_s(None), torch.bfloat16: measure_cpu_peak_flops_per_s(torch.bfloat16)}
     rows = []
-    settings = [("fp32 eager", None, False, None), ("bf16 eager", torch.bfloat16, False, torch.bfloat16),
-                ("best: bf16 ours vs fp32 baseline", torch.bfloat16, False, None)]
+    settings = [("fp32 eager", None, False, None), ("fp32 compiled ours vs eager baseline", None, True, None)]
+    if has_fast_bf16():
+        settings += [("bf16 eager", torch.bfloat16, False, torch.bfloat16),
+                     ("bf16 ours vs fp32 baseline", torch.bfloat16, False, None)]
     for layers, heads, d in SHAPES:
         cfg = model_config(layers, heads, d)
         fpt = flops_per_token(cfg, "6n_attention")
         for label, ours_dtype, compile_model, base_dtype in settings:
-            if label.startswith("best") and d < 384:
-                continue  # bf16 pays off from d_model ~384 on AMX; the target is stated at (6,6,384)
+            if label != "fp32 eager" and d < 384:
+                continue  # compile and bf16 pay off, if at all, at the larger shape; the target is stated there
             ours, base = make_ours(cfg, ours_dtype, compile_model), make_step(layers, heads, d, VOCAB, SEQ, base_dtype)
             t_ours, t_base = interleaved(ours, base, x, y, repeats)
             tokens = BATCH * SEQ

@@ -34,7 +34,7 @@ def _require(ok: bool, field_path: str, problem: str, fix: str) -> None:
 class ModelConfig:
     arch: Literal["llama", "gpt2"]
     """`llama`: RMSNorm, SwiGLU, RoPE, no biases (exports to LlamaForCausalLM).
-    `gpt2`: LayerNorm, GELU (tanh), learned positions, biases (exports to GPT2LMHeadModel)."""
+    `gpt2`: LayerNorm, GELU, learned positions, biases (exports to GPT2LMHeadModel)."""
     num_layers: int
     d_model: int
     num_heads: int

@@ -27,7 +27,7 @@ def hf_config(m: ModelConfig, eos_token_id: int | None) -> LlamaConfig | GPT2Con
                            rope_parameters={"rope_type": "default", "rope_theta": m.rope_theta},
                            attention_bias=False, mlp_bias=False, hidden_act="silu", **common)
     return GPT2Config(n_positions=m.seq_len, n_embd=m.d_model, n_layer=m.num_layers, n_head=m.num_heads,
-                      n_inner=m.ffn_dim, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
+                      n_inner=m.ffn_dim, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
                       attn_pdrop=0.0, layer_norm_epsilon=m.norm_eps, **common)
 
 

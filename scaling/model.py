@@ -1,7 +1,7 @@
 """A small pre-norm decoder-only transformer with an exact weight mapping onto transformers.
 
 Two variants share one module: ``llama`` (RMSNorm, SwiGLU, rotary positions, no biases) and ``gpt2`` (LayerNorm,
-tanh-GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
+GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
 ``scaled_dot_product_attention``, fused norm kernels) and is exported to ``LlamaForCausalLM`` /
 ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
 
@@ -67,7 +67,7 @@ class MLP(nn.Module):
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             return self.down(F.silu(gate) * up)
-        return self.down(F.gelu(h, approximate="tanh"))
+        return self.down(F.gelu(h))
 
 
 class RMSNorm(nn.Module):

@@ -30,7 +30,6 @@ from filelock import FileLock, Timeout
 from scaling import checkpoint, flops
 from scaling.config import TrainConfig, run_id, to_dict
 from scaling.data import BatchSampler, DataError, eval_sequences, prepare
-from scaling.export import save_transformers
 from scaling.hardware import (autocast, autocast_dtype, configure_tf32, peak_flops_per_s, resolve_device,
                               resolve_threads)
 from scaling.io import atomic_write_json, atomic_write_text, read_json
@@ -292,6 +291,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
             progress.close()
 
     if cfg.run.export_hf and status == "finished":
+        from scaling.export import save_transformers  # transformers takes seconds to import: only when exporting
+
         save_transformers(model, data.tokenizer_file, data.eos_token, run_dir / "hf")
     summary = {
         "format": SUMMARY_FORMAT, "run_id": rid, "status": status,
