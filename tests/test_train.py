@@ -76,3 +76,13 @@ def test_cli_runs_and_rerun_from_saved_config(tmp_path):
 def test_wandb_offline_mirror(tmp_path):
     _, run_dir = _train(tmp_path, ["tracking=offline", "budget.tokens=20480"])
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_divergence_stops_the_run_and_marks_it(tmp_path):
+    from scaling.io import read_json
+
+    cfg, run_dir = _train(tmp_path, ["optim.lr=50", "optim.warmup_steps=0", "optim.grad_clip=0"])
+    summary = read_json(run_dir / "summary.json")
+    assert summary["status"] == "diverged"
+    assert summary["steps"] < cfg.num_steps and summary["last_good_step"] < summary["steps"]
+    assert (run_dir / "metrics.jsonl").exists() and not (run_dir / "hf").exists()

@@ -1,0 +1,37 @@
+"""Learning-rate schedules are pure functions of the step with the documented shapes; weight decay hits matrices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from scaling.config import ModelConfig, OptimConfig
+from scaling.model import GPT
+from scaling.optim import build_optimizer, lr_at
+
+BASE = OptimConfig(lr=1.0, min_lr_ratio=0.1, schedule="cosine", warmup_steps=10, decay_fraction=0.2,
+                   weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
+
+
+def test_cosine_warms_up_and_ends_at_the_floor_on_the_last_step():
+    lrs = [lr_at(s, 100, BASE) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_wsd_is_flat_then_decays_over_the_last_fraction():
+    cfg = dataclasses.replace(BASE, schedule="wsd")
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[10:80] == [1.0] * 70 and lrs[-1] == pytest.approx(0.1) and lrs[85] < 1.0
+
+
+def test_constant_and_decay_groups():
+    assert [lr_at(s, 50, dataclasses.replace(BASE, schedule="constant")) for s in (10, 49)] == [1.0, 1.0]
+    model = GPT(ModelConfig(arch="gpt2", num_layers=1, d_model=16, num_heads=2, d_ff=None, ffn_ratio=4.0,
+                            seq_len=8, vocab_size=32, tie_embeddings=True, init_std=0.02, norm_eps=1e-5,
+                            rope_theta=1e4))
+    decay, no_decay = build_optimizer(model, BASE, torch.device("cpu")).param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert model.tok_emb.weight in no_decay["params"] and no_decay["weight_decay"] == 0.0
