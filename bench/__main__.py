@@ -14,16 +14,27 @@ from scaling.io import atomic_write_json, atomic_write_text, read_json
 RESULTS = Path(__file__).parent / "results"
 
 
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                "unknown CPU")
+
+
 def markdown(results: dict) -> str:
     lines = [f"# Benchmarks ({results['date']}, {results['machine']})", ""]
     if "throughput" in results:
         lines += ["## Trainer step vs minimal PyTorch GPT (1 thread, batch 8x256, vocab 256, interleaved)", "",
-                  "| shape (L,H,d) | setting | ours tok/s | baseline tok/s | speed-up | ours MFU | spread ours/base |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| shape (L,H,d) | setting | ours tok/s | baseline tok/s | speed-up | pair ratios (quartiles) | "
+                  "ours MFU | spread ours/base |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in results["throughput"]:
+            q1, _, q3 = r["pair_ratio_quartiles"]
             lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
-                         f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {100 * r['ours_mfu']:.1f}% | "
-                         f"{r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
+                         f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {q1:.2f}-{q3:.2f} | "
+                         f"{100 * r['ours_mfu']:.1f}% | {r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
         if not results.get("fast_bf16"):
             lines.append("\nbf16 rows skipped: this CPU has neither AMX nor AVX512-BF16, so bf16 matmuls are emulated.")
         lines.append("")
@@ -37,11 +48,17 @@ def markdown(results: dict) -> str:
                   f"- process start to the first training step: {d['start_to_first_step_s']:.2f} s", ""]
     if "sweep_layout" in results:
         s = results["sweep_layout"]
-        lines += ["## Sweep layout (5 points of the default grid)", "",
+        lines += [f"## Sweep layout ({s['2x1']['points']} points of the default grid: {' '.join(s['grid'])})", "",
                   f"- 1 worker x 2 threads: {s['1x2']['points_per_hour']:.0f} points/hour ({s['1x2']['seconds']:.0f} s)",
                   f"- 2 workers x 1 thread: {s['2x1']['points_per_hour']:.0f} points/hour ({s['2x1']['seconds']:.0f} s)",
                   f"- ratio: {s['ratio_2x1_over_1x2']:.2f}x (the local launcher's default is one 1-thread worker "
-                  "per core)", ""]
+                  "per core)", "",
+                  "The cores' own ceiling, fp32 matmul n x n (total GFLOP/s):", "",
+                  "| n | 1 process x 1 thread | 1 x 2 threads | 2 processes x 1 thread | 2x1 / 1x2 |", "|---|---|---|---|---|"]
+        for c in s["matmul_ceiling"]:
+            lines.append(f"| {c['n']} | {c['1x1_flops_per_s'] / 1e9:.0f} | {c['1x2_flops_per_s'] / 1e9:.0f} | "
+                         f"{c['2x1_flops_per_s'] / 1e9:.0f} | {c['ratio_2x1_over_1x2']:.2f}x |")
+        lines.append("")
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
@@ -58,8 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.only or ("throughput", "data_path", "sweep_layout", "fitter"))
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                     "machine": f"{platform.machine()}, {torch.get_num_threads()} threads available, "
-                                f"torch {torch.__version__}"}
+                     "machine": f"{cpu_model()}, {platform.machine()} "
+                                f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads "
+                                f"available, torch {torch.__version__}"}
     if "throughput" in chosen:
         from bench import throughput
 

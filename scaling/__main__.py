@@ -7,13 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
+from scaling.errors import UserError
 from scaling.fit.run import APPROACHES
 
 
 def _fit(args: argparse.Namespace) -> int:
     from scaling.fit.run import write_fit
-    from scaling.fit.table import FitInputError, load
-    from scaling.results import SweepFormatError
+    from scaling.fit.table import load
 
     try:
         table = load(Path(args.path), n_col=args.n_col, d_col=args.d_col, c_col=args.c_col, loss_col=args.loss_col,
@@ -25,7 +25,7 @@ def _fit(args: argparse.Namespace) -> int:
         results = write_fit(table, Path(args.out), approaches=tuple(args.approach or APPROACHES),
                             bootstrap=args.bootstrap, seed=args.seed, approach2_method=args.approach2_method,
                             holdout_by=args.holdout_by, holdout_frac=args.holdout_frac)
-    except (FitInputError, SweepFormatError, ValueError) as e:
+    except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     fitted = [k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results]
@@ -38,11 +38,10 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from scaling.launch import print_status
-    from scaling.results import SweepFormatError
 
     try:
         return print_status(Path(args.sweep_dir))
-    except SweepFormatError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

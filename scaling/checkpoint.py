@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
+from scaling.errors import UserError
 from scaling.io import atomic_write
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     pass
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from scaling.config import ConfigError, TrainConfig, load_train_config
+from scaling.errors import UserError
 
 log = logging.getLogger("scaling")
 
@@ -110,18 +111,11 @@ def frozen_yaml(raw: dict[str, Any], directory: Path) -> str:
 
 def run_guarded(body: Callable[[], None]) -> None:
     """Turn the errors a user can fix into one line and exit code 2."""
-    from scaling.checkpoint import CheckpointError
-    from scaling.corpus import CorpusError
-    from scaling.data import DataError
-    from scaling.hardware import PrecisionError
-    from scaling.launch import SlurmError
-    from scaling.results import SweepFormatError
-    from scaling.trainer import Interrupted, OutOfMemory, RunBusy, SummaryCorrupt
+    from scaling.trainer import Interrupted, RunBusy
 
     try:
         body()
-    except (ConfigError, DataError, CorpusError, PrecisionError, CheckpointError, SlurmError, SweepFormatError,
-            OutOfMemory, SummaryCorrupt) as e:
+    except UserError as e:
         fail(str(e))
     except RunBusy as e:
         print(f"error: {e}", file=sys.stderr)

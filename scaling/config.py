@@ -16,8 +16,10 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Mapping
 
+from scaling.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration mistake: ``field`` is the dotted path, the message says what to do."""
 
     def __init__(self, field_path: str, problem: str, fix: str) -> None:

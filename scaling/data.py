@@ -23,6 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from scaling.config import DataConfig
+from scaling.errors import UserError
 from scaling.io import atomic_write, atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ FORMATS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", "
 CACHE_FORMAT = 1
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data problem the user can fix; the message names the field and the fix."""
 
 

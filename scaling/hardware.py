@@ -11,6 +11,7 @@ import warnings
 import torch
 
 from scaling.config import PrecisionConfig, RunConfig
+from scaling.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ GPU_PEAK_FLOPS_PER_S: dict[str, dict[str, float]] = {
 }
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError, ValueError):
     pass
 
 

@@ -30,6 +30,7 @@ from typing import Literal
 
 from scaling.cli import EXIT_BUSY, EXIT_INTERRUPTED, frozen_yaml
 from scaling.config import ConfigError
+from scaling.errors import UserError
 from scaling.grid import GridPoint
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.results import MANIFEST, SWEEP_FORMAT, point_status, read_manifest
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY_RETRY_S = 2.0
+POLL_S = 0.1  # how often the controller looks for finished points: idle time per point is half of it
 TRAIN_SCRIPT = ROOT / "train.py"
 
 
@@ -190,7 +192,7 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
                 pid = queue.pop(0)
                 gpu = free_gpus.pop(0) if free_gpus else None
                 running[pid] = (_start_point(sweep_dir, pid, cfg.threads_per_worker, gpu), time.time(), gpu)
-            time.sleep(0.5)
+            time.sleep(POLL_S)
             for pid, (proc, started, gpu) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -264,7 +266,7 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@%+=,/-]+$")
 _SAFE_EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.:@%+=,/-]+)?$")
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UserError, RuntimeError):
     pass
 
 

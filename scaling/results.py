@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from scaling.errors import UserError
 from scaling.io import atomic_write, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ MANIFEST = "manifest.json"
 SWEEP_FORMAT = 1
 
 
-class SweepFormatError(ValueError):
+class SweepFormatError(UserError, ValueError):
     pass
 
 

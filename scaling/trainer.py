@@ -30,8 +30,8 @@ from filelock import FileLock, Timeout
 from scaling import checkpoint, flops
 from scaling.config import TrainConfig, run_id, to_dict
 from scaling.data import BatchSampler, DataError, eval_sequences, prepare
-from scaling.hardware import (autocast, autocast_dtype, configure_tf32, peak_flops_per_s, resolve_device,
-                              resolve_threads)
+from scaling.errors import UserError
+from scaling.hardware import autocast, autocast_dtype, configure_tf32, peak_flops_per_s, resolve_device, resolve_threads
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
@@ -47,11 +47,11 @@ class RunBusy(Exception):
     """Another process is training this run right now (its lock is held)."""
 
 
-class OutOfMemory(RuntimeError):
+class OutOfMemory(UserError, RuntimeError):
     pass
 
 
-class SummaryCorrupt(RuntimeError):
+class SummaryCorrupt(UserError, RuntimeError):
     pass
 
 

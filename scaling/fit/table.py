@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling.errors import UserError
 from scaling.flops import FLOP_CONVENTIONS, PARAM_CONVENTIONS
 from scaling.results import collect
 
 
-class FitInputError(ValueError):
+class FitInputError(UserError, ValueError):
     pass
 
 
