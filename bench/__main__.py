@@ -36,7 +36,8 @@ def markdown(results: dict) -> str:
                          f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {q1:.2f}-{q3:.2f} | "
                          f"{100 * r['ours_mfu']:.1f}% | {r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
         if not results.get("fast_bf16"):
-            lines.append("\nbf16 rows skipped: this CPU has neither AMX nor AVX512-BF16, so bf16 matmuls are emulated.")
+            lines.append("\nbf16 on this CPU is emulated (neither AMX nor AVX512-BF16): its rows ran 3 repeats, and the "
+                         "bf16/bf16 comparison is left out.")
         lines.append("")
     if "data_path" in results:
         d = results["data_path"]

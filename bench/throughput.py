@@ -70,18 +70,19 @@ def run(repeats: int = 15) -> list[dict]:
     x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
     peaks = {None: measure_cpu_peak_flops_per_s(None), torch.bfloat16: measure_cpu_peak_flops_per_s(torch.bfloat16)}
     rows = []
-    settings = [("fp32 eager", None, False, None), ("fp32 compiled ours vs eager baseline", None, True, None)]
-    if has_fast_bf16():
-        settings += [("bf16 eager", torch.bfloat16, False, torch.bfloat16),
-                     ("bf16 ours vs fp32 baseline", torch.bfloat16, False, None)]
+    settings = [("fp32 eager", None, False, None), ("fp32 compiled ours vs eager baseline", None, True, None),
+                ("bf16 ours vs fp32 baseline", torch.bfloat16, False, None)]
+    fast_bf16 = has_fast_bf16()
+    if fast_bf16:
+        settings.append(("bf16 eager", torch.bfloat16, False, torch.bfloat16))
     for layers, heads, d in SHAPES:
         cfg = model_config(layers, heads, d)
         fpt = flops_per_token(cfg, "6n_attention")
         for label, ours_dtype, compile_model, base_dtype in settings:
-            if label.startswith("bf16") and d < 384:
-                continue  # the bf16 target is stated at the largest shape
+            # Emulated bf16 steps take up to ~25 s at (6,6,384): a few repeats measure a slowdown of that size.
+            emulated = ours_dtype is torch.bfloat16 and not fast_bf16
             ours, base = make_ours(cfg, ours_dtype, compile_model), make_step(layers, heads, d, VOCAB, SEQ, base_dtype)
-            t_ours, t_base = interleaved(ours, base, x, y, repeats)
+            t_ours, t_base = interleaved(ours, base, x, y, 3 if emulated else repeats, warmup=1 if emulated else 3)
             tokens = BATCH * SEQ
             med_ours, med_base = statistics.median(t_ours), statistics.median(t_base)
             rows.append({

@@ -227,7 +227,7 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
         if job_id is not None:
             wait_slurm(job_id, launcher.poll_interval_s)
         final = statuses(sweep_dir)
-    runs, _ = write_tables(sweep_dir)
+    write_tables(sweep_dir)
     log.info("tables: %s", sweep_dir / "results")
     failed = [pid for pid, s in final.items() if s not in ("finished", "diverged")]
     if sweep.fit:

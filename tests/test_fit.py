@@ -97,7 +97,7 @@ def run_fit(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
-    truth, n, d, loss = synthetic(1)
+    _, n, d, loss = synthetic(1)
     loss[3] = np.nan
     loss[5] = -1.0
     table = tmp_path / "runs.csv"

@@ -63,7 +63,7 @@ def test_inverse_width_rule_scales_lr():
 
 
 def test_shapes_from_target_parameter_counts():
-    grid, base = grid_and_base(["grid=cartesian"])
+    _, base = grid_and_base(["grid=cartesian"])
     model = load_train_config(base).model
     for target in (30_000, 250_000, 1_000_000):
         shape = shape_for_target(target, model, aspect_ratio=32, head_dim=32)

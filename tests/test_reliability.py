@@ -79,7 +79,7 @@ def test_killed_run_resumes_bit_identically(tmp_path, reference, how):
     assert not (run_dir / "summary.json").exists()
 
     resumed = start("train.py", f"run.out_dir={out}", *RUN)
-    stdout, stderr = resumed.communicate()
+    _, stderr = resumed.communicate()
     assert resumed.returncode == 0, stderr
     assert "resuming run" in stderr or how == signal.SIGKILL and kill_at < 3
     assert comparable(run_dir) == comparable(reference)

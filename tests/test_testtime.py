@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from math import comb
 
@@ -16,7 +15,7 @@ from scaling.measure import register_cpu_sdpa_flops
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops
 from scaling.testtime.strategies import make_subsets, pass_at_k, select, subset_accuracy
-from scaling.testtime.task import check, generate, held_out_problems, training_documents
+from scaling.testtime.task import check, held_out_problems, training_documents
 
 
 def test_task_is_deterministic_checkable_and_disjoint():
