@@ -34,10 +34,18 @@ def markdown(results: dict) -> str:
             q1, _, q3 = r["pair_ratio_quartiles"]
             lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
                          f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {q1:.2f}-{q3:.2f} | "
-                         f"{100 * r['ours_mfu']:.1f}% | {r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
+                         f"{100 * r['ours_mfu']:.1f}% | "
+                         f"{r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
+        if results.get("best_settings"):
+            lines += ["", "The trainer's best CPU settings, each side in its own process (alternated; medians):", "",
+                      "| shape (L,H,d) | setting | ours tok/s | baseline tok/s | speed-up |", "|---|---|---|---|---|"]
+            for r in results["best_settings"]:
+                lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
+                             f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x |")
         if not results.get("fast_bf16"):
-            lines.append("\nbf16 on this CPU is emulated (neither AMX nor AVX512-BF16): its rows ran 3 repeats, and the "
-                         "bf16/bf16 comparison is left out.")
+            lines.append("\nbf16 on this CPU is emulated (neither AMX nor AVX512-BF16): its rows ran 3 repeats, their "
+                         "MFU is against the fp32 peak (the units emulated bf16 runs on), and the bf16/bf16 "
+                         "comparison is left out.")
         lines.append("")
     if "data_path" in results:
         d = results["data_path"]
@@ -49,13 +57,17 @@ def markdown(results: dict) -> str:
                   f"- process start to the first training step: {d['start_to_first_step_s']:.2f} s", ""]
     if "sweep_layout" in results:
         s = results["sweep_layout"]
-        lines += [f"## Sweep layout ({s['2x1']['points']} points of the default grid: {' '.join(s['grid'])})", "",
-                  f"- 1 worker x 2 threads: {s['1x2']['points_per_hour']:.0f} points/hour ({s['1x2']['seconds']:.0f} s)",
-                  f"- 2 workers x 1 thread: {s['2x1']['points_per_hour']:.0f} points/hour ({s['2x1']['seconds']:.0f} s)",
+        one_by_two, two_by_one = s["1x2"], s["2x1"]
+        lines += [f"## Sweep layout ({two_by_one['points']} points of the default grid: {' '.join(s['grid'])})", "",
+                  f"- 1 worker x 2 threads: {one_by_two['points_per_hour']:.0f} points/hour "
+                  f"({one_by_two['seconds']:.0f} s)",
+                  f"- 2 workers x 1 thread: {two_by_one['points_per_hour']:.0f} points/hour "
+                  f"({two_by_one['seconds']:.0f} s)",
                   f"- ratio: {s['ratio_2x1_over_1x2']:.2f}x (the local launcher's default is one 1-thread worker "
                   "per core)", "",
                   "The cores' own ceiling, fp32 matmul n x n (total GFLOP/s):", "",
-                  "| n | 1 process x 1 thread | 1 x 2 threads | 2 processes x 1 thread | 2x1 / 1x2 |", "|---|---|---|---|---|"]
+                  "| n | 1 process x 1 thread | 1 x 2 threads | 2 processes x 1 thread | 2x1 / 1x2 |",
+                  "|---|---|---|---|---|"]
         for c in s["matmul_ceiling"]:
             lines.append(f"| {c['n']} | {c['1x1_flops_per_s'] / 1e9:.0f} | {c['1x2_flops_per_s'] / 1e9:.0f} | "
                          f"{c['2x1_flops_per_s'] / 1e9:.0f} | {c['ratio_2x1_over_1x2']:.2f}x |")
@@ -81,9 +93,11 @@ def main() -> None:
                                 f"available, torch {torch.__version__}"}
     if "throughput" in chosen:
         from bench import throughput
+        from scaling.hardware import cpu_has_fast_bf16
 
         results["throughput"] = throughput.run()
-        results["fast_bf16"] = throughput.has_fast_bf16()
+        results["best_settings"] = [throughput.best_settings(shape) for shape in throughput.SHAPES]
+        results["fast_bf16"] = cpu_has_fast_bf16()
     if "data_path" in chosen:
         from bench import data_path
 

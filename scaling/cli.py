@@ -237,8 +237,8 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
         try:
             table = from_sweep(sweep_dir, params=sweep.fit_params, flops=points[0].grid["flop_convention"])
             results = write_fit(table, sweep_dir / "report", bootstrap=sweep.fit_bootstrap)
-            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md",
-                     ", ".join(k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results))
+            fitted = [k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results]
+            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md", ", ".join(fitted))
         except (FitInputError, ValueError) as e:
             log.error("fit skipped: %s", e)
     if testtime is not None:

@@ -71,7 +71,8 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         if not self.sizes and not self.size_targets:
-            raise ConfigError("grid.sizes", "no model sizes", "list shapes in grid.sizes or targets in grid.size_targets")
+            raise ConfigError("grid.sizes", "no model sizes",
+                              "list shapes in grid.sizes or targets in grid.size_targets")
         if self.flop_convention not in FLOP_CONVENTIONS:
             raise ConfigError("grid.flop_convention", f"unknown convention {self.flop_convention!r}",
                               f"use one of {', '.join(FLOP_CONVENTIONS)}")

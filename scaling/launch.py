@@ -317,7 +317,8 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
         "wait $CHILD; RC=$?",
         "# wait returns early when a trapped signal arrives: wait again for the run's own exit code",
         "while kill -0 $CHILD 2>/dev/null; do wait $CHILD; RC=$?; done",
-        f"if [ $RC -eq {EXIT_INTERRUPTED} ]; then scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"; fi",
+        f"if [ $RC -eq {EXIT_INTERRUPTED} ]; then "
+        "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"; fi",
         "exit $RC",
         "",
     ]

@@ -7,13 +7,14 @@ import time
 import torch
 
 from scaling.config import TrainConfig
-from scaling.hardware import resolve_device
+from scaling.hardware import keep_freed_memory, resolve_device
 from scaling.model import GPT
 from scaling.optim import build_optimizer
 
 
 def tokens_per_second(cfg: TrainConfig, steps: int = 3) -> float:
     """Training tokens/s of ``cfg``'s model at its micro-batch on this process's threads (random tokens)."""
+    keep_freed_memory()  # as the trainer does, so the estimate matches the runs
     device = resolve_device(cfg.run)
     model = GPT(cfg.model).to(device)
     optimizer = build_optimizer(model, cfg.optim, device)

@@ -27,8 +27,8 @@ def render(results: dict[str, Any]) -> str:
                   for k in ("E", "A", "B", "alpha", "beta", "a", "b")]
         lo, hi = results["compute_range"]
         lines += ["", f"N_opt ∝ C^{r['a']:.3f}, D_opt ∝ C^{r['b']:.3f} (C = 6ND; {r['bootstrap']} bootstrap refits).",
-                  "", f"The runs span C = {lo:.2g}..{hi:.2g}; rows far above that are extrapolations of the fitted form "
-                  "and inherit its uncertainty (see the intervals and the backtest).",
+                  "", f"The runs span C = {lo:.2g}..{hi:.2g}; rows far above that are extrapolations of the fitted "
+                  "form and inherit its uncertainty (see the intervals and the backtest).",
                   "", "| C (FLOPs) | N_opt | D_opt | tokens/param | predicted loss |", "|---|---|---|---|---|"]
         lines += [f"| {row['C']:.0e} | {row['N_opt']:.3g} | {row['D_opt']:.3g} | {row['tokens_per_param']:.1f} | "
                   f"{row['loss']:.3f} |" for row in r["compute_optimal"]]

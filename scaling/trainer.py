@@ -2,7 +2,7 @@
 
 Run directory (the contract the sweep and the fitter read):
 
-* ``config.yaml``   the fully resolved config (re-run it with ``python train.py --config-path DIR --config-name config``)
+* ``config.yaml``   the fully resolved config (re-run: ``python train.py --config-path DIR --config-name config``)
 * ``metrics.jsonl`` one JSON object per train-log or eval event
 * ``summary.json``  written atomically and last: its presence means the run is finished
 * ``hf/``           the model and tokenizer in transformers format
@@ -31,7 +31,8 @@ from scaling import checkpoint, flops
 from scaling.config import TrainConfig, run_id, to_dict
 from scaling.data import BatchSampler, DataError, eval_sequences, prepare
 from scaling.errors import UserError
-from scaling.hardware import autocast, autocast_dtype, configure_tf32, peak_flops_per_s, resolve_device, resolve_threads
+from scaling.hardware import (autocast, autocast_dtype, configure_tf32, keep_freed_memory, peak_flops_per_s,
+                              resolve_device, resolve_threads)
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
@@ -155,6 +156,7 @@ def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
 def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Path:
     start_time = time.time()
     torch.set_num_threads(resolve_threads(cfg.run))
+    keep_freed_memory()
     device = resolve_device(cfg.run)
     dtype = autocast_dtype(cfg.precision, device)
     configure_tf32(cfg.precision, device)

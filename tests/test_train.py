@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 import yaml
 
 from scaling.cli import frozen_yaml
 from scaling.config import run_id
+from scaling.hardware import cpu_has_fast_bf16
 from scaling.io import read_jsonl
 from scaling.trainer import train
 from tests.conftest import make_config, run_cli
@@ -43,6 +46,17 @@ def test_tiny_run_writes_its_directory_and_learns(tmp_path):
     assert not (run_dir / "checkpoints").exists()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["d_model"] == cfg.model.d_model and saved["budget"]["tokens"] == cfg.budget.tokens
+
+
+def test_bf16_autocast_on_cpu_learns_and_says_when_it_is_emulated(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="scaling.hardware"):
+        _, run_dir = _train(tmp_path, ["precision=bf16", "budget.tokens=20480", "eval.interval_steps=5",
+                                       "eval.tokens=4096"])
+    evals = [e for e in read_jsonl(run_dir / "metrics.jsonl") if e["event"] == "eval"]
+    assert all(math.isfinite(e["val_loss"]) for e in evals)
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.3
+    assert ("bf16 is emulated" in caplog.text) == (not cpu_has_fast_bf16())
+    assert "fix: precision=fp32" in caplog.text or cpu_has_fast_bf16()
 
 
 def test_same_seed_same_losses_and_finished_run_is_a_no_op(tmp_path):

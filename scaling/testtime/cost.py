@@ -31,5 +31,6 @@ def generation_flops(m: ModelConfig, prompt_len: int, new_tokens: int, sequences
 
 
 def verifier_flops(v: ModelConfig, seq_len: int, sequences: int) -> float:
-    per_sequence = seq_len * 2.0 * (count_params(v).non_embedding + v.d_model) + 4.0 * v.num_layers * v.d_model * seq_len**2
+    per_sequence = (seq_len * 2.0 * (count_params(v).non_embedding + v.d_model)
+                    + 4.0 * v.num_layers * v.d_model * seq_len**2)
     return sequences * per_sequence

@@ -81,8 +81,8 @@ def render(results: dict[str, Any], cfg) -> str:
              f"{ts['problems']} test problems (chains of arithmetic mod {ts['modulus']}, lengths {ts['lengths']}; "
              f"training lengths {ts['train_lengths']}), n = {cfg.samples_per_problem} samples each at temperature "
              f"{cfg.temperature}. Prefill is counted per sample (not shared). Difficulty bins: 1 easiest .. 5 hardest.",
-             "", "| model | params | pass@1 | coverage@k | majority@k | weighted BoN (PRM)@k | compute-optimal@k | a | b "
-             "| fit R² | hardest-bin gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| model | params | pass@1 | coverage@k | majority@k | weighted BoN (PRM)@k | compute-optimal@k | a "
+             "| b | fit R² | hardest-bin gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in results["models"]:
         c, fit = m["curves"], m["coverage_fit"]
         opt = next(r["policy"] for r in m["policy"] if r["budget"] == int(kmax) and r["bins"] == "oracle")
@@ -114,7 +114,8 @@ def render(results: dict[str, Any], cfg) -> str:
               "f = generations per question the small model can afford (pretraining 6·N·D, inference 2·N per token, "
               "verifier scoring and training included); small side: its best strategy at the largest budget ≤ f; "
               "large side: one sample.", "",
-              "| small | large | R | f | k used | bin 1 | bin 2 | bin 3 | bin 4 | bin 5 |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| small | large | R | f | k used | bin 1 | bin 2 | bin 3 | bin 4 | bin 5 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["exchange"]:
         if not r.get("per_bin"):
             lines.append(f"| {r['small']} | {r['large']} | {r['R']} | {r['f']:.2f} | - | {r['note']} |||||")
@@ -134,17 +135,18 @@ def checks(results: dict[str, Any], cfg) -> list[str]:
     for m in results["models"]:
         c = m["curves"]
         cov = [c["coverage"][str(k)] for k in cfg.budgets]
-        out.append(f"{m['run_id']}: coverage never decreases with k: {all(b >= a - 1e-12 for a, b in zip(cov, cov[1:]))} "
-                   f"({', '.join(f'{v:.3f}' for v in cov)})")
-        out.append(f"{m['run_id']}: coverage@{kmax} {c['coverage'][kmax]:.3f} ≥ weighted BoN {c['weighted_prm'][kmax]:.3f}"
-                   f" ≥ majority {c['majority'][kmax]:.3f} (within noise)")
+        monotone = all(b >= a - 1e-12 for a, b in zip(cov, cov[1:]))
+        out.append(f"{m['run_id']}: coverage never decreases with k: {monotone} ({', '.join(f'{v:.3f}' for v in cov)})")
+        out.append(f"{m['run_id']}: coverage@{kmax} {c['coverage'][kmax]:.3f} ≥ weighted BoN "
+                   f"{c['weighted_prm'][kmax]:.3f} ≥ majority {c['majority'][kmax]:.3f} (within noise)")
         worst = min(r["policy"] - r["fixed"] for r in m["policy"])
         out.append(f"{m['run_id']}: compute-optimal minus best fixed, worst over budgets and binnings: {worst:+.3f}")
         out.append(f"{m['run_id']}: hardest bin gains {m['hardest_bin_gain']:+.3f} in coverage from k=1 to k={kmax}"
                    + (f"; pass@1 beyond the training lengths: {m['beyond_training_pass1']:.3f}"
                       if m["beyond_training_pass1"] is not None else ""))
         small_budgets = [b for b in cfg.beam_budgets if b <= 8]
-        beam_wins = [b for b in small_budgets if max(c.get(f"beam_prm_w{w}", {}).get(str(b), 0) for w in cfg.beam_widths)
+        beam_wins = [b for b in small_budgets
+                     if max(c.get(f"beam_prm_w{w}", {}).get(str(b), 0) for w in cfg.beam_widths)
                      > c["best_of_n_prm"].get(str(b), 1)]
         out.append(f"{m['run_id']}: beam search beats best-of-N (PRM) at small budgets {beam_wins or 'none'} of "
                    f"{small_budgets} (Snell et al. report it on medium bins; at this scale it is a finding either way)")

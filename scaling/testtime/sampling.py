@@ -78,8 +78,9 @@ def sample_problems(policy: Policy, problems: list[Problem], num_samples: int, t
     for i, p in enumerate(problems):
         by_length.setdefault(p.length, []).append(i)
     for length, indices in sorted(by_length.items()):
-        completions = policy.continue_texts([problems[i].prompt for i in indices], problems[indices[0]].completion_chars,
-                                            num_samples, temperature, seed + length)
+        prompts = [problems[i].prompt for i in indices]
+        completions = policy.continue_texts(prompts, problems[indices[0]].completion_chars, num_samples, temperature,
+                                            seed + length)
         for i, samples in zip(indices, completions):
             for j, completion in enumerate(samples):
                 checked = check(problems[i], completion)

@@ -33,8 +33,9 @@ from scaling.testtime.verifier import TrainedVerifier, labels_for, train_verifie
 
 log = logging.getLogger(__name__)
 
-SELECTIONS = {"majority": ("majority", None), "best_of_n_orm": ("best_of_n", "orm"), "weighted_orm": ("weighted", "orm"),
-              "best_of_n_prm": ("best_of_n", "prm"), "weighted_prm": ("weighted", "prm")}
+SELECTIONS = {"majority": ("majority", None), "best_of_n_orm": ("best_of_n", "orm"),
+              "weighted_orm": ("weighted", "orm"), "best_of_n_prm": ("best_of_n", "prm"),
+              "weighted_prm": ("weighted", "prm")}
 
 
 @dataclass(frozen=True, kw_only=True)
