@@ -62,11 +62,16 @@ def interleaved(a, b, x, y, repeats: int, warmup: int = 3) -> tuple[list[float],
     return times_a, times_b
 
 
-def run(repeats: int = 15) -> list[dict]:
-    torch.set_num_threads(1)
+def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """The one batch every step of both sides trains on (inputs, targets), the same in every process."""
     torch.manual_seed(0)
     data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
-    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+    return data[:, :-1].contiguous(), data[:, 1:].contiguous()
+
+
+def run(repeats: int = 15) -> list[dict]:
+    torch.set_num_threads(1)
+    x, y = fixed_batch()
     fast_bf16 = cpu_has_fast_bf16()
     peak_dtypes = (None, torch.bfloat16) if fast_bf16 else (None,)  # emulated bf16 runs on the fp32 units
     peaks = dict.fromkeys(peak_dtypes, 0.0)
@@ -108,9 +113,7 @@ def best_settings_label() -> str:
 def one_side(side: str, shape: tuple[int, int, int], steps: int) -> list[float]:
     """Step times of one side in this process: ours with the trainer's best CPU settings, or the plain baseline."""
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
-    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+    x, y = fixed_batch()
     if side == "ours":
         keep_freed_memory()
         step = make_ours(model_config(*shape), torch.bfloat16 if cpu_has_fast_bf16() else None, False)
