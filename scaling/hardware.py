@@ -47,10 +47,10 @@ def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed blocks for reuse instead of handing them back to the kernel.
 
     A training step frees and re-allocates the same activation buffers every step. By default glibc serves large
-    blocks with mmap and trims the heap's top, so each step page-faults its activations in again (measured on CPU:
-    ~1,600 minor faults per step at (2,2,64), 5,000-17,000 at (6,6,384)); kept, they fall to ~0. The step-time gain
-    measured 0.95-1.30x on a noisy 2-core VM (bench/NOTES.md). The process keeps its peak heap, which the next step
-    needs anyway. Process-wide; returns False where the C library is not glibc (no ``mallopt``).
+    blocks with mmap and trims the heap's top when nothing lies above it, so a step can page-fault its activations
+    in again (measured in the trainer on CPU: ~1,600 minor faults per step at (2,2,64), 5,000-17,000 at (6,6,384));
+    kept, they fall to ~0. The step-time gain measured 0.95-1.30x on a noisy 2-core VM (bench/NOTES.md). The process
+    keeps its peak heap, which the next step needs anyway. Process-wide; returns False where the C library is not glibc (no ``mallopt``).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
