@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from scaling.errors import UserError
-from scaling.fit.run import APPROACHES
+from scaling.fit.run import APPROACHES, fitted
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -28,11 +28,11 @@ def _fit(args: argparse.Namespace) -> int:
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fitted = [k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results]
-    if not fitted:
+    names = fitted(results)
+    if not names:
         print(f"error: no approach could be fitted: {'; '.join(results['notes'])}", file=sys.stderr)
         return 2
-    print(f"fitted {', '.join(fitted)} -> {Path(args.out) / 'fit.json'}, {Path(args.out) / 'report.md'}")
+    print(f"fitted {', '.join(names)} -> {Path(args.out) / 'fit.json'}, {Path(args.out) / 'report.md'}")
     return 0
 
 

@@ -231,14 +231,13 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
     log.info("tables: %s", sweep_dir / "results")
     failed = [pid for pid, s in final.items() if s not in ("finished", "diverged")]
     if sweep.fit:
-        from scaling.fit.run import write_fit
+        from scaling.fit.run import fitted, write_fit
         from scaling.fit.table import FitInputError, from_sweep
 
         try:
             table = from_sweep(sweep_dir, params=sweep.fit_params, flops=points[0].grid["flop_convention"])
             results = write_fit(table, sweep_dir / "report", bootstrap=sweep.fit_bootstrap)
-            fitted = [k for k in ("kaplan", "approach1", "approach2", "approach3", "backtest") if k in results]
-            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md", ", ".join(fitted))
+            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md", ", ".join(fitted(results)))
         except (FitInputError, ValueError) as e:
             log.error("fit skipped: %s", e)
     if testtime is not None:

@@ -50,7 +50,8 @@ def keep_freed_memory() -> bool:
     blocks with mmap and trims the heap's top when nothing lies above it, so a step can page-fault its activations
     in again (measured in the trainer on CPU: ~1,600 minor faults per step at (2,2,64), 5,000-17,000 at (6,6,384));
     kept, they fall to ~0. The step-time gain measured 0.95-1.30x on a noisy 2-core VM (bench/NOTES.md). The process
-    keeps its peak heap, which the next step needs anyway. Process-wide; returns False where the C library is not glibc (no ``mallopt``).
+    keeps its peak heap, which the next step needs anyway. Process-wide; returns False where the C library is not
+    glibc (no ``mallopt``).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -15,6 +15,7 @@ from scaling.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 APPROACHES = ("kaplan", "1", "2", "3")
+FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "backtest")  # the result keys a fit may produce
 COMPUTE_TABLE = (1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24)
 
 
@@ -106,6 +107,11 @@ def _frontier(c: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             best = loss[i]
             keep.append(i)
     return c[keep], loss[keep]
+
+
+def fitted(results: dict[str, Any]) -> list[str]:
+    """The approaches (and backtest) that produced a result, in report order."""
+    return [k for k in FITTED_KEYS if k in results]
 
 
 def write_fit(table: FitTable, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
