@@ -8,16 +8,18 @@ import sys
 from pathlib import Path
 
 from scaling.errors import UserError
-from scaling.fit.run import APPROACHES, fitted
+from scaling.fit.run import APPROACHES, HOLDOUT_BY, fitted
 
 
 def _fit(args: argparse.Namespace) -> int:
     from scaling.fit.run import write_fit
-    from scaling.fit.table import load
+    from scaling.fit.table import TOTAL_CONVENTIONS, load
 
+    if args.total:
+        args.params, args.flops = TOTAL_CONVENTIONS["params"], TOTAL_CONVENTIONS["flops"]
     try:
         table = load(Path(args.path), n_col=args.n_col, d_col=args.d_col, c_col=args.c_col, loss_col=args.loss_col,
-                     params=args.params, flops=args.flops)
+                     run_col=args.run_col, params=args.params, flops=args.flops)
         for note in table.notes:
             print(f"note: {note}", file=sys.stderr)
         for dropped in table.excluded:
@@ -29,9 +31,12 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     names = fitted(results)
+    refused = [f"{name}: not identifiable: {why}" for name, why in results["not_identifiable"].items()]
     if not names:
-        print(f"error: no approach could be fitted: {'; '.join(results['notes'])}", file=sys.stderr)
+        print(f"error: no approach could be fitted: {'; '.join(refused + results['notes'])}", file=sys.stderr)
         return 2
+    for line in refused:
+        print(f"note: {line}", file=sys.stderr)
     print(f"fitted {', '.join(names)} -> {Path(args.out) / 'fit.json'}, {Path(args.out) / 'report.md'}")
     return 0
 
@@ -46,9 +51,39 @@ def _status(args: argparse.Namespace) -> int:
         return 2
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1); e.g. 0.2 holds out the largest fifth")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes end with one line naming the flag (exit 2), like every other user error."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m scaling")
+    parser = _Parser(prog="python -m scaling")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep directory or a CSV/JSONL table")
     fit.add_argument("path")
@@ -57,15 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--d-col", default="D")
     fit.add_argument("--c-col", default="C")
     fit.add_argument("--loss-col", default="loss")
+    fit.add_argument("--run-col", default="run_id", help="column naming each row's run (several rows: a curve)")
     fit.add_argument("--approach", action="append", choices=APPROACHES,
                      help="repeat to select several (default: every approach the data supports)")
     fit.add_argument("--approach2-method", default="akima", choices=("akima", "parabola", "huber"))
-    fit.add_argument("--params", default="non_embedding", help="parameter count of a sweep: non_embedding|total")
-    fit.add_argument("--flops", default="kaplan", help="FLOP convention of a sweep: kaplan|6n|6n_attention|chinchilla")
-    fit.add_argument("--bootstrap", type=int, default=200)
+    fit.add_argument("--params", help="parameter count of a sweep: non_embedding|total (default: the sweep's own)")
+    fit.add_argument("--flops", help="FLOP convention of a sweep: kaplan|6n|6n_attention|chinchilla (default: the "
+                     "sweep's own)")
+    fit.add_argument("--total", action="store_true", help="total parameters and 6N FLOPs (= --params total --flops 6n)")
+    fit.add_argument("--bootstrap", type=_at_least(0), default=200, help="bootstrap refits (0: none)")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--holdout-by", default="flops", choices=("flops", "size"))
-    fit.add_argument("--holdout-frac", type=float, default=0.2)
+    fit.add_argument("--holdout-by", default="flops", choices=HOLDOUT_BY,
+                     help="backtest: hold out the largest nominal budgets (flops) or sizes")
+    fit.add_argument("--holdout-frac", type=_fraction, default=0.2,
+                     help="backtest: fraction of the budgets (or sizes) held out, in (0, 1); at least one")
     fit.set_defaults(func=_fit)
     status = sub.add_parser("status", help="show a sweep's status from its directory")
     status.add_argument("sweep_dir")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scaling.fit.approach3 import Approach3Fit  # noqa: E402
+from scaling.fit.compute import FlopsPerToken  # noqa: E402
 from scaling.fit.table import FitTable  # noqa: E402
 
 
@@ -32,20 +34,34 @@ def _a3(results: dict[str, Any]) -> Approach3Fit | None:
                         n_points=r["n_points"])
 
 
+def _flops(results: dict[str, Any]) -> FlopsPerToken:
+    """C = f(N)·D of the fit's convention (6ND where the runs did not determine one)."""
+    f = results["conventions"].get("C_of_N_D")
+    return FlopsPerToken(k=f["k"], gamma=f["gamma"]) if f else FlopsPerToken()
+
+
+def _c_label(table: FitTable) -> str:
+    return f"C (FLOPs, {table.conventions['flops']})"
+
+
+def _n_label(table: FitTable) -> str:
+    return f"N (params, {table.conventions['params']})"
+
+
 def loss_vs_compute(table: FitTable, results: dict, out_dir: Path) -> str | None:
     p = table.points
     fig, ax = plt.subplots(figsize=(6, 4.2))
     sc = ax.scatter(p.C, p.loss, c=np.log10(p.N), cmap="viridis", s=22, zorder=3)
-    fig.colorbar(sc, ax=ax, label="log10 N")
+    fig.colorbar(sc, ax=ax, label=f"log10 {_n_label(table)}")
     if "approach1" in results:
         f = results["approach1"]["frontier"]
         ax.plot(f["C"], f["loss"], "k--", lw=1, label="envelope (approach 1)")
     fit = _a3(results)
     if fit is not None:
         cs = np.geomspace(p.C.min(), p.C.max() * 10, 100)
-        n, d = fit.optimal_allocation(cs)
+        n, d = fit.optimal_allocation(cs, _flops(results))
         ax.plot(cs, fit.predict(n, d), "r-", lw=1.5, label="approach 3 at N_opt(C)")
-    ax.set(xscale="log", yscale="log", xlabel=f"C (FLOPs, {table.conventions['flops']})", ylabel="loss")
+    ax.set(xscale="log", yscale="log", xlabel=_c_label(table), ylabel="loss")
     ax.legend(fontsize=8)
     return save_figure(fig, out_dir, "loss_vs_compute")
 
@@ -67,7 +83,7 @@ def isoflop(table: FitTable, results: dict, out_dir: Path) -> str | None:
                 label=f"{c:.2g}")
     for o in r["optima"]:
         ax.plot(o["n_opt"], o["loss_opt"], "k*", ms=10)
-    ax.set(xscale="log", yscale="log", xlabel="N", ylabel="loss", title=f"IsoFLOP profiles ({r['method']})")
+    ax.set(xscale="log", yscale="log", xlabel=_n_label(table), ylabel="loss", title=f"IsoFLOP profiles ({r['method']})")
     ax.legend(fontsize=7, title="C", ncol=2)
     return save_figure(fig, out_dir, "isoflop")
 
@@ -95,10 +111,12 @@ def optimal_allocation(table: FitTable, results: dict, out_dir: Path) -> str | N
             ax.plot(cs, law["coefficient"] * cs ** law["exponent"], "g--", lw=1,
                     label=f"approach 1, exponent {law['exponent']:.3f}")
         if fit is not None:
-            n, d = fit.optimal_allocation(cs)
+            n, d = fit.optimal_allocation(cs, _flops(results))
             ax.plot(cs, n if which == "N" else d, "r-", lw=1.5,
-                    label=f"approach 3, exponent {fit.a if which == 'N' else fit.b:.3f}")
-        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=f"{which}_opt")
+                    label=f"approach 3, exponent {results['approach3']['a' if which == 'N' else 'b']:.3f} "
+                          "over the runs")
+        ax.set(xscale="log", yscale="log", xlabel=_c_label(table),
+               ylabel=f"{which}_opt" + (f" ({table.conventions['params']} params)" if which == "N" else " (tokens)"))
         ax.legend(fontsize=7)
     return save_figure(fig, out_dir, "optimal_allocation")
 
@@ -114,12 +132,13 @@ def contours(table: FitTable, results: dict, out_dir: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     cs = ax.contourf(nn, dd, fit.predict(nn, dd), levels=20, cmap="viridis_r")
     fig.colorbar(cs, ax=ax, label="predicted loss")
-    budgets = np.geomspace((6 * nn * dd).min(), (6 * nn * dd).max(), 60)
-    n_opt, d_opt = fit.optimal_allocation(budgets)
+    compute = _flops(results)(nn) * dd
+    budgets = np.geomspace(compute.min(), compute.max(), 60)
+    n_opt, d_opt = fit.optimal_allocation(budgets, _flops(results))
     inside = (n_opt >= n[0]) & (n_opt <= n[-1]) & (d_opt >= d[0]) & (d_opt <= d[-1])
     ax.plot(n_opt[inside], d_opt[inside], "r-", lw=2, label="efficient frontier")
     ax.scatter(p.N, p.D, c="white", edgecolors="k", s=15, label="runs")
-    ax.set(xscale="log", yscale="log", xlabel="N", ylabel="D (tokens)", title="L(N, D), approach 3")
+    ax.set(xscale="log", yscale="log", xlabel=_n_label(table), ylabel="D (tokens)", title="L(N, D), approach 3")
     ax.legend(fontsize=8)
     return save_figure(fig, out_dir, "loss_contours")
 
@@ -133,22 +152,29 @@ def residuals(table: FitTable, results: dict, out_dir: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.scatter(p.C, res, c=np.log10(p.N), s=18)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xscale="log", xlabel="C (FLOPs)", ylabel="log predicted − log actual", title="approach 3 residuals")
+    ax.set(xscale="log", xlabel=_c_label(table), ylabel="log predicted − log actual", title="approach 3 residuals")
     return save_figure(fig, out_dir, "residuals")
 
 
 def backtest(table: FitTable, results: dict, out_dir: Path) -> str | None:
-    r = results.get("backtest")
-    if not r:
+    checks = [(name, results[name]) for name in ("backtest", "leave_one_budget_out", "size_ladder") if name in results]
+    if not checks:
         return None
-    actual = np.array([x["actual"] for x in r["runs"]])
-    predicted = np.array([x["predicted"] for x in r["runs"]])
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.scatter(actual, predicted, c="r", s=25)
-    lo, hi = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax.set(xlabel="actual loss", ylabel="predicted loss",
-           title=f"backtest: {r['n_test']} largest held out, mean |err| {100 * r['mean_abs_rel_error']:.2f}%")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    everything = []
+    for (name, r), color in zip(checks, ("r", "b", "g")):
+        runs = r["runs"] if "runs" in r else [x for f in r["folds"] for x in f.get("runs", [])]
+        actual = np.array([x["actual"] for x in runs])
+        predicted = np.array([x["predicted"] for x in runs])
+        lo = np.array([np.nan if x["pi95"][0] is None else x["pi95"][0] for x in runs])
+        hi = np.array([np.nan if x["pi95"][1] is None else x["pi95"][1] for x in runs])
+        ax.errorbar(actual, predicted, yerr=[predicted - lo, hi - predicted], fmt="o", color=color, ms=4, lw=0.8,
+                    label=f"{name.replace('_', ' ')}: mean |err| {100 * r['mean_abs_rel_error']:.2f}%")
+        everything += [actual, predicted]
+    values = np.concatenate(everything)
+    ax.plot([values.min(), values.max()], [values.min(), values.max()], "k--", lw=0.8)
+    ax.set(xlabel="actual loss", ylabel="predicted loss (95% bootstrap interval)", title="out-of-sample predictions")
+    ax.legend(fontsize=7)
     return save_figure(fig, out_dir, "backtest")
 
 
@@ -157,4 +183,6 @@ FIGURES: tuple[Callable[[FitTable, dict, Path], str | None], ...] = (
 
 
 def write_all(table: FitTable, results: dict, out_dir: Path) -> list[str]:
-    return [path for make in FIGURES if (path := make(table, results, out_dir)) is not None]
+    with warnings.catch_warnings():  # degenerate axes (every run at one C) draw fine; matplotlib's warning is noise
+        warnings.simplefilter("ignore", UserWarning)
+        return [path for make in FIGURES if (path := make(table, results, out_dir)) is not None]

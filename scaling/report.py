@@ -1,70 +1,119 @@
-"""A one-page ``report.md`` of a fit: laws, intervals, compute-optimal table, backtest, warnings, figures."""
+"""A one-page ``report.md`` of a fit: conventions, laws with intervals, compute-optimal table, out-of-sample
+checks, what could not be fitted, figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from scaling.fit.table import CONVENTIONS_WHY
 from scaling.io import atomic_write_text
 
 
 def _ci(ci: dict, key: str) -> str:
-    lo, hi = ci.get(key, [float("nan"), float("nan")])
-    return f"[{lo:.3g}, {hi:.3g}]"
+    lo, hi = ci.get(key) or (None, None)
+    return "n/a" if lo is None or hi is None else f"[{lo:.3g}, {hi:.3g}]"
+
+
+def _conventions(results: dict[str, Any]) -> list[str]:
+    conv = results["conventions"]
+    relation = conv.get("C_of_N_D", {}).get("form", "C/D not determined by N")
+    lines = ["# Scaling-law fit", "",
+             f"**N = {conv['params']} parameters; C = FLOPs under {conv['flops']}** ({relation}). Every N, C and "
+             f"D_opt below is counted this way. {results['n_runs']} runs ({results['n_points']} rows), "
+             f"C = {results['compute_range'][0]:.2g}..{results['compute_range'][1]:.2g}.", "",
+             f"Why this pair by default: {CONVENTIONS_WHY}", ""]
+    if "eval" in results:
+        e = results["eval"]
+        lines += [f"Evaluation: each run's loss is the mean over {e['sequences']} held-out sequences sampled across "
+                  f"the whole validation split; its standard error is {e['median_se']:.2g} (median over runs, "
+                  f"{100 * e['median_se_rel']:.2f}% of the loss)"
+                  + (f", against a median gap of {e['median_gap']:.2g} between neighbouring sizes of a budget"
+                     if e["median_gap"] is not None else "") + ".", ""]
+    return lines
+
+
+def _approach3(r: dict[str, Any], flops: str) -> list[str]:
+    ci = r["ci95"]
+    lines = ["## Approach 3: L(N, D) = E + A/N^α + B/D^β", "",
+             f"L(N, D) = {r['E']:.4g} + {r['A']:.4g}/N^{r['alpha']:.4f} + {r['B']:.4g}/D^{r['beta']:.4f} "
+             f"({r['bootstrap']} bootstrap refits over whole runs).", "",
+             "| parameter | value | 95% CI |", "|---|---|---|"]
+    lines += [f"| {k} | {r[k]:.4g} | {_ci(ci, k)} |" for k in ("E", "A", "B", "alpha", "beta", "a", "b")
+              if k in r]
+    if "a" in r:
+        lo, hi = r["exponents_over"]
+        lines += ["", f"N_opt ∝ C^a and D_opt ∝ C^b over the runs' budgets (C = {lo:.2g}..{hi:.2g} under {flops}): "
+                  f"a = {r['a']:.3f}, b = {r['b']:.3f}, a + b = {r['a_plus_b']:.3f}; their limits at large C are "
+                  f"β/(α+β) = {r['a_limit']:.3f} and α/(α+β) = {r['b_limit']:.3f}."]
+    if "compute_optimal" in r:
+        lines += ["", "Rows beyond the runs extrapolate the fitted form and inherit its uncertainty (the loss "
+                  "interval is the 95% range of the bootstrap fits).", "",
+                  f"| C ({flops}) | N_opt | D_opt (tokens) | tokens/param | predicted loss | 95% interval |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {row['C']:.1e} | {row['N_opt']:.3g} | {row['D_opt']:.3g} | {row['tokens_per_param']:.1f} | "
+                  f"{row['loss']:.4f} | {_ci(row, 'loss_pi95')} |" for row in r["compute_optimal"]]
+    return lines + [""]
+
+
+def _held_out(name: str, title: str, r: dict[str, Any]) -> list[str]:
+    runs = r["runs"] if "runs" in r else [x for f in r["folds"] for x in f.get("runs", [])]
+    total = len(runs)
+    lines = [f"### {title}", "",
+             f"Mean |relative error| {100 * r['mean_abs_rel_error']:.2f}% (max {100 * r['max_abs_rel_error']:.2f}%); "
+             f"{r['inside_pi95']} of {total} held-out runs inside their 95% prediction interval.", "",
+             "| run | N | D | actual | predicted | error | 95% interval |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {x['run_id']} | {x['N']:.3g} | {x['D']:.3g} | {x['actual']:.4f} | {x['predicted']:.4f} | "
+              f"{100 * x['rel_error']:+.2f}% | {_ci(x, 'pi95')} |" for x in runs]
+    skipped = [f for f in r.get("folds", []) if "not_fitted" in f]
+    lines += [f"- not fitted for {f.get('budget', f.get('size')):.3g}: {f['not_fitted']}" for f in skipped]
+    return lines + [""]
 
 
 def render(results: dict[str, Any]) -> str:
-    conv = results["conventions"]
-    lines = ["# Scaling-law fit", "",
-             f"{results['n_points']} runs; parameter count: **{conv['params']}**, FLOPs: **{conv['flops']}**.", ""]
+    flops = results["conventions"]["flops"]
+    lines = _conventions(results)
     if "approach3" in results:
-        r = results["approach3"]
-        ci = r["ci95"]
-        lines += ["## Approach 3: L(N, D) = E + A/N^α + B/D^β", "",
-                  f"L(N, D) = {r['E']:.4g} + {r['A']:.4g}/N^{r['alpha']:.4f} + {r['B']:.4g}/D^{r['beta']:.4f}", "",
-                  "| parameter | value | 95% CI |", "|---|---|---|"]
-        lines += [f"| {k} | {r[k]:.4g} | {_ci(ci, k) if ci else 'no bootstrap'} |"
-                  for k in ("E", "A", "B", "alpha", "beta", "a", "b")]
-        lo, hi = results["compute_range"]
-        lines += ["", f"N_opt ∝ C^{r['a']:.3f}, D_opt ∝ C^{r['b']:.3f} (C = 6ND; {r['bootstrap']} bootstrap refits).",
-                  "", f"The runs span C = {lo:.2g}..{hi:.2g}; rows far above that are extrapolations of the fitted "
-                  "form and inherit its uncertainty (see the intervals and the backtest).",
-                  "", "| C (FLOPs) | N_opt | D_opt | tokens/param | predicted loss |", "|---|---|---|---|---|"]
-        lines += [f"| {row['C']:.0e} | {row['N_opt']:.3g} | {row['D_opt']:.3g} | {row['tokens_per_param']:.1f} | "
-                  f"{row['loss']:.3f} |" for row in r["compute_optimal"]]
-        lines.append("")
+        lines += _approach3(results["approach3"], flops)
     if "approach2" in results:
         r = results["approach2"]
         lines += [f"## Approach 2: IsoFLOP profiles ({r['method']})", "",
                   f"N_opt ∝ C^{r['a']:.3f} (95% CI {_ci(r['ci95'], 'a')}), D_opt ∝ C^{r['b']:.3f} "
-                  f"(95% CI {_ci(r['ci95'], 'b')}) over {r['n_budgets']} budgets.", ""]
+                  f"(95% CI {_ci(r['ci95'], 'b')}), a + b = {r['a_plus_b']:.3f}, over {r['n_budgets']} budgets; "
+                  f"D_opt is read off each profile at N_opt (intervals: {r['ci95_method']}).", ""]
     if "approach1" in results:
         r = results["approach1"]
         lines += ["## Approach 1: envelope of training curves", "",
                   f"N_opt ∝ C^{r['a']:.3f} (95% CI {_ci(r['ci95'], 'a')}), D_opt ∝ C^{r['b']:.3f} "
                   f"(95% CI {_ci(r['ci95'], 'b')}) from {r['n_runs']} runs.", ""]
     if "kaplan" in results:
-        lines += ["## Kaplan power laws", "", "| law | α | scale | E | rmse (log) |", "|---|---|---|---|---|"]
-        for name, f in results["kaplan"].items():
-            if name == "L(N, D)":
-                continue
-            lines.append(f"| {name} | {f['alpha']:.4f} | {f['x_c']:.3g} | {f['E']:.3g} | {f['rmse_log']:.4f} |")
-        j = results["kaplan"].get("L(N, D)")
+        k = results["kaplan"]
+        lines += ["## Kaplan power laws", "", f"Rule: {k['rule']}; L(C) keeps each budget's best run on the "
+                  "frontier.", "", "| law | α | scale | E | rmse (log) |", "|---|---|---|---|---|"]
+        for name, f in k.items():
+            if name.startswith("L(") and name != "L(N, D)" and isinstance(f, dict):
+                lines.append(f"| {name} | {f['alpha']:.4f} | {f['x_c']:.3g} | {f['E']:.3g} | {f['rmse_log']:.4f} |")
+        j = k.get("L(N, D)")
         if j:
             lines += ["", f"Joint: L(N, D) = ((N_c/N)^(α_N/α_D) + D_c/D)^α_D with N_c = {j['N_c']:.3g}, "
                       f"D_c = {j['D_c']:.3g}, α_N = {j['alpha_N']:.4f}, α_D = {j['alpha_D']:.4f} "
                       f"(rmse {j['rmse_log']:.4f} in log-loss)."]
         lines.append("")
-    if "backtest" in results:
-        b = results["backtest"]
-        lines += ["## Backtest (extrapolation)", "",
-                  f"Approach 3 fitted on the {b['n_train']} smaller runs (by {b['holdout_by']}) predicts the "
-                  f"{b['n_test']} largest with mean |relative error| {100 * b['mean_abs_rel_error']:.2f}% "
-                  f"(max {100 * b['max_abs_rel_error']:.2f}%).", "",
-                  "| run | N | D | actual | predicted | error |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['run_id']} | {r['N']:.3g} | {r['D']:.3g} | {r['actual']:.4f} | {r['predicted']:.4f} | "
-                  f"{100 * r['rel_error']:+.2f}% |" for r in b["runs"]]
-        lines.append("")
+    checks = [(name, title) for name, title in (
+        ("backtest", "Extrapolation: the largest budget held out"),
+        ("leave_one_budget_out", "Leave one budget out"),
+        ("size_ladder", "Size ladder: each size predicted from the smaller ones")) if name in results]
+    if checks:
+        lines += ["## Out-of-sample checks (approach 3, whole runs held out)", ""]
+        if "backtest" in results:
+            b = results["backtest"]
+            lines += [f"**Extrapolation error: {100 * b['mean_abs_rel_error']:.2f}%** mean |relative error| on the "
+                      f"{b['n_test_runs']} runs of the held-out {'budget' if b['holdout_by'] == 'flops' else 'size'}"
+                      f"(s), fitted on the other {b['n_train_runs']}.", ""]
+        for name, title in checks:
+            lines += _held_out(name, title, results[name])
+    if results.get("not_identifiable"):
+        lines += ["## Not identifiable", ""] + [f"- {k}: {v}" for k, v in results["not_identifiable"].items()] + [""]
     warnings = results["notes"] + [f"excluded {e}" for e in results["excluded"]]
     if "approach2" in results:
         warnings += [f"approach 2 excluded {e}" for e in results["approach2"]["excluded"]]

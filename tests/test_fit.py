@@ -34,9 +34,11 @@ def test_approach2_akima_reproduces_porian_exponents_and_parabola_does_not():
     assert len(configurations) == 15
     for fit, sel in configurations:
         authors = fit["basic"]["n_exponent"]
-        akima = fit_approach2(sel.n, sel.loss, sel.flops, "akima", budgets=sel.flops)
+        akima = fit_approach2(sel.n, sel.t, sel.loss, sel.flops, "akima", budgets=sel.flops)
         assert abs(akima.n_law.exponent - authors) < 0.01, (fit["dataset"], fit["decay"], akima.n_law.exponent)
-        parabola = fit_approach2(sel.n, sel.loss, sel.flops, "parabola", budgets=sel.flops)
+        # D_opt read off the profile reproduces the authors' token exponent too.
+        assert abs(akima.d_law.exponent - fit["basic"]["t_exponent"]) < 0.01, (fit["dataset"], akima.d_law.exponent)
+        parabola = fit_approach2(sel.n, sel.t, sel.loss, sel.flops, "parabola", budgets=sel.flops)
         parabola_gaps.append(abs(parabola.n_law.exponent - authors))
     # Parabolas are biased on asymmetric profiles: on some configurations they miss by several hundredths.
     assert max(parabola_gaps) > 0.05
@@ -52,6 +54,17 @@ def test_approach3_reproduces_gemstones_hot_fit():
     assert fit.beta == pytest.approx(beta, abs=1e-3)
     assert fit.E == pytest.approx(np.exp(authors["irreducible_error"]["0"]), rel=1e-3)
     assert np.log(fit.A) == pytest.approx(log_a, abs=0.01) and np.log(fit.B) == pytest.approx(log_b, abs=0.01)
+    assert fit.loss == pytest.approx(authors["loss"]["0"], rel=1e-4)
+
+
+@pytest.mark.parametrize("subset", ["cool_end", "cool_begin", "slim_chinchilla"])
+def test_approach3_reproduces_published_fits_it_was_not_developed_on(subset):
+    rows = pd.read_json(DATA / "gemstones" / f"wandb_df_for_fitting_{subset}.jsonl", lines=True)
+    authors = json.loads((DATA / "gemstones" / f"approach_3_parameters_grid_search_0_{subset}.json").read_text())
+    fit = fit_approach3(rows.params_active_precise, rows.tokens, rows.final_loss)
+    alpha, beta = authors["exponents"]["0"]
+    assert fit.alpha == pytest.approx(alpha, abs=2e-3) and fit.beta == pytest.approx(beta, abs=2e-3)
+    assert fit.E == pytest.approx(np.exp(authors["irreducible_error"]["0"]), rel=2e-3)
     assert fit.loss == pytest.approx(authors["loss"]["0"], rel=1e-4)
 
 
@@ -111,16 +124,16 @@ def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
     assert {"E", "A", "B", "alpha", "beta", "a", "b", "ci95", "n_points"} <= set(a3)
     assert a3["a"] == pytest.approx(a3["beta"] / (a3["alpha"] + a3["beta"]))
     assert a3["n_points"] == 46
-    assert "backtest" in fit and fit["backtest"]["n_test"] >= 1
+    assert "backtest" in fit and fit["backtest"]["n_test_runs"] >= 1
     for figure in ("loss_vs_compute", "loss_contours", "residuals", "backtest"):
         assert (tmp_path / "fit" / "figures" / f"{figure}.png").exists()
         assert (tmp_path / "fit" / "figures" / f"{figure}.pdf").exists()
     report = (tmp_path / "fit" / "report.md").read_text()
-    assert "Approach 3" in report and "1e+24" in report and "Backtest" in report
+    assert "Approach 3" in report and "Extrapolation error" in report and "N = column params parameters" in report
 
 
 @pytest.mark.parametrize("columns,args,words", [
-    ({"N": [1e6, 2e6], "D": [1e9, 2e9], "loss": [3.0, 2.9]}, ["--approach", "3"], "at least 6 runs"),
+    ({"N": [1e6, 2e6], "D": [1e9, 2e9], "loss": [3.0, 2.9]}, ["--approach", "3"], "(needs 6 for 5 parameters)"),
     ({"params": [1.0], "loss": [3.0]}, [], "columns found: params, loss"),
     ({"N": [1e6], "loss": [3.0]}, [], "needs a token column 'D'"),
     ({"N": [1e6, 2e6, 4e6], "C": [1e18] * 3, "loss": [3.1, 3.0, 3.05]}, ["--approach", "2"],

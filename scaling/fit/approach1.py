@@ -3,7 +3,8 @@
 Every run's eval curve is interpolated in (log C, log L); at each of a log-spaced set of FLOP values the run with the
 lowest loss is on the envelope, giving N_opt(C) (that run's size) and D_opt(C) = its tokens at C. Power laws
 N_opt ∝ C^a and D_opt ∝ C^b are fitted by log-log regression over the envelope points where the winner changes
-size at least once. Bootstrap: resample runs with replacement and recompute the envelope.
+size at least once. Runs with fewer than two evaluations are left out: they have no curve. Bootstrap: resample
+runs with replacement and recompute the envelope.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from scaling.fit.powerlaw import fit_power_law
 
 NUM_GRID = 200
 MIN_SIZES = 3
+MIN_EVALS_PER_RUN = 2
 
 
 def _interpolated(curves: dict[str, tuple[float, np.ndarray, np.ndarray, np.ndarray]], grid: np.ndarray
@@ -39,10 +41,16 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
     curves = {}
     for rid in np.unique(run_ids):
         m = run_ids == rid
-        curves[rid] = (float(np.asarray(n)[m][0]), np.asarray(c, float)[m], np.asarray(d, float)[m],
-                       np.asarray(loss, float)[m])
+        if m.sum() >= MIN_EVALS_PER_RUN:  # a one-point "curve" says nothing about the envelope between budgets
+            curves[rid] = (float(np.asarray(n)[m][0]), np.asarray(c, float)[m], np.asarray(d, float)[m],
+                           np.asarray(loss, float)[m])
+    if not curves:
+        raise ValueError(f"approach 1 needs training curves: at least {MIN_EVALS_PER_RUN} evaluations per run, and "
+                         "every run has one (a sweep's runs log evals every eval.interval_steps; a table needs a run "
+                         "column with several rows per run, --run-col)")
     if len({v[0] for v in curves.values()}) < MIN_SIZES:
-        raise ValueError(f"approach 1 needs runs of at least {MIN_SIZES} sizes")
+        raise ValueError(f"approach 1 needs curves of at least {MIN_SIZES} sizes (with {MIN_EVALS_PER_RUN}+ "
+                         "evaluations each)")
     c_all = np.asarray(c, float)
     grid = np.geomspace(c_all.min(), c_all.max(), NUM_GRID)
     losses, tokens, sizes = _interpolated(curves, grid)

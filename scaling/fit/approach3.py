@@ -13,8 +13,15 @@ Speed: every start is optimised at once by a batched quasi-Newton (BFGS) in nump
 best few results are then polished with scipy's L-BFGS-B. Bootstrap replicates reweight the same points by
 multinomial counts and restart from the best few optima of the full fit, all replicates in one batch.
 
-Compute-optimal allocation under C = 6·N·D (Hoffmann et al. 2022, eq. 4):
-N_opt(C) = G·(C/6)^a, D_opt(C) = G⁻¹·(C/6)^b, G = (αA / βB)^(1/(α+β)), a = β/(α+β), b = α/(α+β).
+Compute-optimal allocation: N_opt(C), D_opt(C) minimise L(N, D) subject to C = f(N)·D, with f(N) the FLOPs per
+token of the fit's convention (``scaling.fit.compute``). Under C = 6·N·D this is Hoffmann et al. 2022, eq. 4:
+N_opt(C) = G·(C/6)^a, D_opt(C) = G⁻¹·(C/6)^b, G = (αA / βB)^(1/(α+β)), a = β/(α+β), b = α/(α+β); otherwise it
+is solved numerically, and the exponents a, b quoted for the runs' range are the slopes of log N_opt and log D_opt
+against log C across that range (β/(α+β) and α/(α+β) remain their limits at large C).
+
+Identifiability: the form has five parameters, and N and D must vary independently. A table whose runs all sit at
+one compute level (D a function of N), or with fewer than six distinct (N, D) points or three distinct N or D, is
+refused with the reason (:class:`NotIdentifiable`) rather than fitted.
 """
 
 from __future__ import annotations
@@ -25,15 +32,21 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
+from scaling.fit.compute import FlopsPerToken
+
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # optimisation variables, in this order
 HUBER_DELTA = 1e-3
 
 
-def init_grid() -> np.ndarray:
-    """The Chinchilla grid of starting points, shape (4500, 5) in PARAM_NAMES order."""
+def init_grid(coarse: bool = False) -> np.ndarray:
+    """The Chinchilla grid of starting points, shape (4500, 5) in PARAM_NAMES order; ``coarse``: three values per
+    axis inside the same ranges (243 starts), for the many refits of the out-of-sample checks."""
     alphas = betas = np.arange(0.0, 2.01, 0.5)
     es = np.arange(-1.0, 1.01, 0.5)
     abs_ = np.arange(0.0, 25.01, 5.0)
+    if coarse:
+        alphas = betas = np.array([0.5, 1.0, 1.5])
+        es, abs_ = np.array([-1.0, 0.0, 1.0]), np.array([0.0, 10.0, 20.0])
     return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, abs_, es, alphas, betas)])
 
 
@@ -114,6 +127,10 @@ def _batched_bfgs(theta0: np.ndarray, fun, max_iter: int = 400, gtol: float = 1e
     return theta, f
 
 
+class NotIdentifiable(ValueError):
+    """The runs cannot determine the form's parameters; the message says why and what would."""
+
+
 @dataclass(frozen=True)
 class Approach3Fit:
     E: float
@@ -125,30 +142,81 @@ class Approach3Fit:
     n_points: int
     ci95: dict[str, list[float]] = field(default_factory=dict)
     bootstrap: int = 0
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Bootstrap parameter vectors (E, A, B, alpha, beta) per row: prediction intervals and derived intervals."""
 
     @property
     def a(self) -> float:
-        """Exponent of N_opt ∝ C^a."""
+        """Limit of d log N_opt / d log C at large C (exact everywhere under C = 6ND)."""
         return self.beta / (self.alpha + self.beta)
 
     @property
     def b(self) -> float:
-        """Exponent of D_opt ∝ C^b."""
+        """Limit of d log D_opt / d log C at large C."""
         return self.alpha / (self.alpha + self.beta)
+
+    def params(self) -> np.ndarray:
+        return np.array([self.E, self.A, self.B, self.alpha, self.beta])
 
     def predict(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
         return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
 
-    def optimal_allocation(self, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """N_opt(C), D_opt(C) under C = 6·N·D (Hoffmann et al. 2022, eq. 4)."""
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-        c6 = np.asarray(compute, float) / 6.0
-        return g * c6**self.a, c6**self.b / g
+    def prediction_interval(self, n: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """2.5 and 97.5 percentiles of the bootstrap fits' predictions at (n, d); None without a bootstrap."""
+        if self.replicates is None:
+            return None
+        e, a, b, alpha, beta = (self.replicates[:, i : i + 1] for i in range(5))
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred = e + a / np.asarray(n, float)[None] ** alpha + b / np.asarray(d, float)[None] ** beta
+        pred = np.where(np.isfinite(pred), pred, np.nan)  # a replicate whose terms overflow says "unbounded"
+        return np.nanpercentile(pred, 2.5, axis=0), np.nanpercentile(pred, 97.5, axis=0)
+
+    def optimal_allocation(self, compute: np.ndarray, flops: FlopsPerToken = FlopsPerToken()
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """N_opt(C), D_opt(C) under C = flops(N)·D (see the module docstring)."""
+        n_opt = allocate(self.params()[None], np.asarray(compute, float), flops)[0]
+        return n_opt, np.asarray(compute, float) / flops(n_opt)
 
     def as_dict(self) -> dict:
-        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a": self.a,
-                "b": self.b, "huber_loss": self.loss, "n_points": self.n_points, "bootstrap": self.bootstrap,
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a_limit": self.a,
+                "b_limit": self.b, "huber_loss": self.loss, "n_points": self.n_points, "bootstrap": self.bootstrap,
                 "ci95": self.ci95, "form": "L(N, D) = E + A / N^alpha + B / D^beta"}
+
+
+def allocate(params: np.ndarray, compute: np.ndarray, flops: FlopsPerToken) -> np.ndarray:
+    """N_opt for every parameter row (E, A, B, alpha, beta) and budget: shape (rows, budgets)."""
+    _, a_, b_, alpha, beta = (params[:, i : i + 1] for i in range(5))
+    c = np.asarray(compute, float)[None, :]
+    if flops.is_6nd:  # Hoffmann et al. 2022, eq. 4
+        g = (alpha * a_ / (beta * b_)) ** (1.0 / (alpha + beta))
+        return g * (c / 6.0) ** (beta / (alpha + beta))
+    # L along the budget, as a function of x = log N, is a sum of a falling and a rising exponential-like term:
+    # unimodal, so a vectorised golden-section search over x in [0, log(C/6)) finds its minimum.
+    shape = np.broadcast_shapes(c.shape, alpha.shape)
+    lo = np.full(shape, np.log(flops.smallest_n()))
+    hi = np.broadcast_to(np.log(c / 6.0), shape).copy()
+
+    def along_budget(x: np.ndarray) -> np.ndarray:
+        n = np.exp(x)
+        return a_ * n ** -alpha + b_ * (c / flops(n)) ** -beta
+
+    ratio = (np.sqrt(5.0) - 1) / 2
+    for _ in range(120):
+        x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        left_lower = along_budget(x1) < along_budget(x2)
+        hi = np.where(left_lower, x2, hi)
+        lo = np.where(left_lower, lo, x1)
+    return np.exp((lo + hi) / 2)
+
+
+def allocation_exponents(params: np.ndarray, compute_range: tuple[float, float], flops: FlopsPerToken
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes of log N_opt and log D_opt against log C across ``compute_range``, per parameter row."""
+    cs = np.asarray(compute_range, float)
+    n_opt = allocate(params, cs, flops)
+    d_opt = cs[None, :] / flops(n_opt)
+    span = np.log(cs[1] / cs[0])
+    return np.log(n_opt[:, 1] / n_opt[:, 0]) / span, np.log(d_opt[:, 1] / d_opt[:, 0]) / span
 
 
 def _to_fit(theta: np.ndarray, loss: float, n: int) -> Approach3Fit:
@@ -157,24 +225,43 @@ def _to_fit(theta: np.ndarray, loss: float, n: int) -> Approach3Fit:
                         loss=loss, n_points=n)
 
 
-def _derived(theta: np.ndarray) -> dict[str, np.ndarray]:
+def _as_params(theta: np.ndarray) -> np.ndarray:
+    """Optimisation variables (a, b, e, alpha, beta) to law parameters (E, A, B, alpha, beta), per row."""
     a, b, e, alpha, beta = theta.T
-    return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta,
-            "a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
+    return np.stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta], axis=1)
 
 
 MIN_POINTS = 6
+MIN_DISTINCT = 3
 SCREEN_ITERATIONS = 30
 KEEP_AFTER_SCREEN = 256
+ONE_CURVE_RTOL = 0.02  # D within 2% of a smooth function of N: N's and D's effects cannot be told apart
+
+
+def check_identifiable(n: np.ndarray, d: np.ndarray) -> None:
+    """Raise :class:`NotIdentifiable` when the (N, D) design cannot determine E, A, B, α and β."""
+    pairs = len({(float(x), float(y)) for x, y in zip(n, d)})
+    if pairs < MIN_POINTS:
+        raise NotIdentifiable(f"only {pairs} distinct (N, D) points (needs {MIN_POINTS} for 5 parameters)")
+    for name, values in (("N", n), ("D", d)):
+        if len(np.unique(values)) < MIN_DISTINCT:
+            raise NotIdentifiable(f"only {len(np.unique(values))} distinct {name} (needs {MIN_DISTINCT})")
+    log_n, log_d = np.log(n), np.log(d)
+    resid = log_d - np.polyval(np.polyfit(log_n, log_d, 2), log_n)
+    if np.max(np.abs(resid)) < np.log1p(ONE_CURVE_RTOL):
+        raise NotIdentifiable("every run lies on one curve D(N) (e.g. one compute level, or one tokens-per-parameter "
+                              "ratio), so the effects of N and D cannot be told apart; add runs at other budgets")
 
 
 def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: int = 0, seed: int = 0,
-                  delta: float = HUBER_DELTA, starts: np.ndarray | None = None, refine_top: int = 5
-                  ) -> Approach3Fit:
-    """Fit L(N, D) on runs with ``n`` parameters, ``d`` tokens and final ``loss`` (see the module docstring)."""
+                  groups: np.ndarray | None = None, delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
+                  refine_top: int = 5) -> Approach3Fit:
+    """Fit L(N, D) on rows with ``n`` parameters, ``d`` tokens and ``loss`` (see the module docstring).
+
+    ``groups`` names the run of each row: the bootstrap resamples whole runs, so a run's checkpoints stay together.
+    """
     n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
-    if len(n) < MIN_POINTS:
-        raise ValueError(f"approach 3 needs at least {MIN_POINTS} runs (5 parameters), got {len(n)}")
+    check_identifiable(n, d)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     starts = init_grid() if starts is None else starts
     ones = np.ones_like(log_n)
@@ -200,7 +287,9 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
 
     # Bootstrap: resample runs with replacement (as multinomial counts), refit from the best few optima.
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(n), np.full(len(n), 1.0 / len(n)), size=bootstrap).astype(float)
+    labels = np.arange(len(n)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    num_groups = int(labels.max()) + 1
+    counts = rng.multinomial(num_groups, np.full(num_groups, 1.0 / num_groups), size=bootstrap)[:, labels].astype(float)
     top = np.array([t for _, t in sorted(best_thetas, key=lambda t: t[0])[:3]])
     batch_theta = np.repeat(top[None], bootstrap, axis=0).reshape(-1, 5)
     batch_weights = np.repeat(counts, len(top), axis=0)
@@ -210,7 +299,9 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
 
     boot_theta, boot_f = _batched_bfgs(batch_theta, reweighted)
     boot_f = np.where(np.isfinite(boot_f), boot_f, np.inf).reshape(bootstrap, len(top))
-    chosen = boot_theta.reshape(bootstrap, len(top), 5)[np.arange(bootstrap), boot_f.argmin(1)]
-    derived = _derived(chosen)
+    chosen = _as_params(boot_theta.reshape(bootstrap, len(top), 5)[np.arange(bootstrap), boot_f.argmin(1)])
+    derived = {"E": chosen[:, 0], "A": chosen[:, 1], "B": chosen[:, 2], "alpha": chosen[:, 3], "beta": chosen[:, 4],
+               "a_limit": chosen[:, 4] / (chosen[:, 3] + chosen[:, 4]),
+               "b_limit": chosen[:, 3] / (chosen[:, 3] + chosen[:, 4])}
     ci95 = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in derived.items()}
-    return Approach3Fit(**{**fit.__dict__, "ci95": ci95, "bootstrap": bootstrap})
+    return Approach3Fit(**{**fit.__dict__, "ci95": ci95, "bootstrap": bootstrap, "replicates": chosen})

@@ -4,8 +4,8 @@
   (eq. 1.3) — each also with an irreducible term: L = E + (X_c / X)^α.
 * the joint L(N, D) = [(N_c / N)^(α_N / α_D) + D_c / D]^α_D  (eq. 1.5).
 
-L(N) is fitted on the lowest loss reached at each N (the most data), L(D) on the lowest loss at each D, L(C) on the
-frontier points. All fits are least squares on log-loss.
+L(N) and L(D) are fitted only on points the other variable does not limit (:func:`unlimited_points`); L(C) on the
+compute frontier, one run per budget (:func:`frontier`). All fits are least squares on log-loss.
 """
 
 from __future__ import annotations
@@ -76,7 +76,47 @@ def fit_joint(n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> dict:
             "form": "L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + D_c/D)^alpha_D"}
 
 
-def lowest_per(key: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each distinct key, the lowest loss."""
-    keys = np.unique(key)
-    return keys, np.array([loss[key == k].min() for k in keys])
+CONVERGED_GAIN_PER_DOUBLING = 0.01
+CONVERGENCE_RULE = (f"a size enters L(N) (a token count enters L(D)) only where doubling the other variable "
+                    f"improved the loss by less than {100 * CONVERGED_GAIN_PER_DOUBLING:g}% at its last two runs; "
+                    "its loss at the larger one is used")
+
+
+def unlimited_points(x: np.ndarray, other: np.ndarray, loss: np.ndarray, decimals: int = 2
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Points of a 1-D law in ``x`` that the other variable does not limit (see ``CONVERGENCE_RULE``).
+
+    Kaplan et al. define L(N) at convergence in data and L(D) for models large enough not to limit it (§1.2):
+    for each distinct x (log10 rounded to ``decimals``) with two or more runs, the runs at the two largest values
+    of ``other`` must differ by less than the threshold per doubling. Returns x, loss and one reason per x left out.
+    """
+    x, other, loss = (np.asarray(v, float) for v in (x, other, loss))
+    keys = np.round(np.log10(x), decimals)
+    xs, ls, left_out = [], [], []
+    for k in np.unique(keys):
+        rows = np.flatnonzero(keys == k)
+        if len(np.unique(other[rows])) < 2:
+            left_out.append(f"{10**k:.3g}: one run, convergence unknown")
+            continue
+        rows = rows[np.argsort(other[rows])]
+        (o1, l1), (o2, l2) = (other[rows[-2]], loss[rows[-2]]), (other[rows[-1]], loss[rows[-1]])
+        gain = (np.log(l1) - np.log(l2)) / np.log2(o2 / o1)
+        if gain >= CONVERGED_GAIN_PER_DOUBLING:
+            left_out.append(f"{10**k:.3g}: still improving {100 * gain:.1f}% per doubling")
+            continue
+        xs.append(float(np.exp(np.log(x[rows]).mean())))
+        ls.append(float(l2))
+    return np.array(xs), np.array(ls), left_out
+
+
+def frontier(nominal_c: np.ndarray, c: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The compute-efficient frontier, one run per nominal budget: each budget's best run, kept when no cheaper
+    budget's best beats it (Kaplan et al. 2020, §6.1)."""
+    nominal_c, c, loss = (np.asarray(v, float) for v in (nominal_c, c, loss))
+    best = [np.flatnonzero(nominal_c == k)[np.argmin(loss[nominal_c == k])] for k in np.unique(nominal_c)]
+    keep, lowest = [], np.inf
+    for i in best:  # np.unique sorts budgets: cheapest first
+        if loss[i] < lowest:
+            lowest = loss[i]
+            keep.append(i)
+    return c[keep], loss[keep]

@@ -1,117 +1,247 @@
-"""Run every fit the data supports, plus the extrapolation backtest; the one entry point for CLI and sweep."""
+"""Run every fit the data supports, plus the out-of-sample checks; the one entry point for the CLI and the sweep.
+
+``fit.json`` names its (params, flops) convention pair first; a fit the data cannot identify is recorded under
+``not_identifiable`` with the reason instead of a number, and the file is strict JSON (no NaN or Infinity).
+"""
 
 from __future__ import annotations
 
-import logging
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 from scaling.fit import approach1, approach2, approach3, kaplan
+from scaling.fit.compute import FlopsPerToken, fit_flops_per_token
 from scaling.fit.table import FitTable
 from scaling.io import atomic_write_json
 
-log = logging.getLogger(__name__)
-
 APPROACHES = ("kaplan", "1", "2", "3")
-FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "backtest")  # the result keys a fit may produce
-COMPUTE_TABLE = (1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24)
+HOLDOUT_BY = ("flops", "size")
+# The result keys a fit may produce, in report order.
+FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "backtest", "leave_one_budget_out", "size_ladder")
+COMPUTE_TABLE_DECADES = 6  # compute-optimal rows from the runs' largest budget up to 10^6 times it
+LADDER_STEPS = 3  # size-ladder predictions: the last few sizes, each from the sizes below it
+BACKTEST_BOOTSTRAP = 100  # refits per backtest fit, for the prediction intervals
+E_AT_BOUND = 1e-3  # E below this fraction of the lowest loss: the floor ran to zero
 
 
-def backtest(points, holdout_by: str, holdout_frac: float, seed: int) -> dict[str, Any]:
-    """Fit approach 3 on all but the largest runs (by FLOPs or by size) and predict the held-out losses."""
-    key = points["C"] if holdout_by == "flops" else points["N"]
-    num_out = max(1, int(round(holdout_frac * len(points))))
-    # Hold out every run at or above the cut, so ties in N or C fall on one side only.
-    cut = np.sort(key.to_numpy())[-num_out]
-    held = key >= cut
-    if (~held).sum() < approach3.MIN_POINTS:
-        raise ValueError(f"backtest needs at least {approach3.MIN_POINTS} runs below the hold-out cut, "
-                         f"got {(~held).sum()}")
-    train, test = points[~held], points[held]
-    fit = approach3.fit_approach3(train.N, train.D, train.loss, seed=seed)
+# ------------------------------------------------------------------------------------------------ out of sample
+
+
+def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+    """Fit approach 3 on ``train``, predict every row of ``test`` with a 95% bootstrap interval."""
+    fit = approach3.fit_approach3(train.N, train.D, train.loss, bootstrap=bootstrap, seed=seed, groups=train.run_id,
+                                  starts=approach3.init_grid(coarse=True))
     predicted = fit.predict(test.N, test.D)
-    rel = (predicted - test.loss.to_numpy()) / test.loss.to_numpy()
-    return {"holdout_by": holdout_by, "n_train": int(len(train)), "n_test": int(len(test)),
-            "fit": fit.as_dict(),
+    interval = fit.prediction_interval(test.N, test.D)
+    lo, hi = interval if interval is not None else (np.full(len(test), np.nan), np.full(len(test), np.nan))
+    actual = test.loss.to_numpy()
+    rel = (predicted - actual) / actual
+    inside = (lo <= actual) & (actual <= hi)
+    return {"n_train_runs": int(train.run_id.nunique()), "n_test_runs": int(test.run_id.nunique()),
+            "fit": {k: fit.as_dict()[k] for k in ("E", "A", "B", "alpha", "beta")},
             "runs": [{"run_id": r, "N": float(n), "D": float(d), "actual": float(a), "predicted": float(p),
-                      "rel_error": float(e)} for r, n, d, a, p, e in
-                     zip(test.run_id, test.N, test.D, test.loss, predicted, rel)],
-            "mean_abs_rel_error": float(np.mean(np.abs(rel))), "max_abs_rel_error": float(np.max(np.abs(rel)))}
+                      "rel_error": float(e), "pi95": [float(x), float(y)], "inside_pi95": bool(i)}
+                     for r, n, d, a, p, e, x, y, i in zip(test.run_id, test.N, test.D, actual, predicted, rel, lo, hi,
+                                                          inside)],
+            "mean_abs_rel_error": float(np.mean(np.abs(rel))), "max_abs_rel_error": float(np.max(np.abs(rel))),
+            "inside_pi95": int(inside.sum())}
+
+
+def _split(points: pd.DataFrame, held_rows: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole runs: every row of a run any of whose rows is held out."""
+    held_runs = set(points.run_id[held_rows])
+    held = points.run_id.isin(held_runs)
+    return points[~held], points[held]
+
+
+def backtest(points: pd.DataFrame, holdout_by: str, holdout_frac: float, bootstrap: int, seed: int
+             ) -> dict[str, Any]:
+    """Hold out the largest nominal budgets (or sizes), whole runs at a time, and predict them."""
+    key = points.nominal_C if holdout_by == "flops" else points.N
+    levels = np.unique(key)
+    num_out = min(len(levels) - 1, max(1, int(round(holdout_frac * len(levels)))))
+    if num_out < 1:
+        raise ValueError(f"backtest needs at least 2 {'budgets' if holdout_by == 'flops' else 'sizes'}")
+    train, test = _split(points, key >= levels[-num_out])
+    out = _predict(train, test, bootstrap, seed)
+    return {"holdout_by": holdout_by, "held_out": [float(v) for v in levels[-num_out:]], **out}
+
+
+def leave_one_budget_out(points: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+    """Each nominal budget predicted from the others."""
+    if (points.groupby("run_id").nominal_C.nunique() > 1).any():
+        raise ValueError("runs span several budgets (checkpoints of one run): a budget cannot be held out whole")
+    budgets, runs_per_budget = np.unique(points.nominal_C, return_counts=True)
+    if len(budgets) < 3:
+        raise ValueError(f"needs at least 3 budgets, got {len(budgets)}")
+    if runs_per_budget.min() < approach3.MIN_DISTINCT:
+        raise ValueError(f"some budgets have fewer than {approach3.MIN_DISTINCT} runs: not a design of whole budgets "
+                         "(an IsoFLOP grid) to hold out one at a time")
+    folds = []
+    for c in budgets:
+        train, test = _split(points, points.nominal_C == c)
+        try:
+            folds.append({"budget": float(c), **_predict(train, test, bootstrap, seed)})
+        except ValueError as e:
+            folds.append({"budget": float(c), "not_fitted": str(e)})
+    return _pooled(folds)
+
+
+def size_ladder(points: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+    """Fit on the smallest k sizes, predict the next, for the last ``LADDER_STEPS`` sizes."""
+    sizes = np.unique(points.N)
+    steps = []
+    for k in range(max(approach3.MIN_DISTINCT, len(sizes) - LADDER_STEPS), len(sizes)):
+        train, test = points[points.N < sizes[k]], points[points.N == sizes[k]]
+        try:
+            steps.append({"size": float(sizes[k]), **_predict(train, test, bootstrap, seed)})
+        except ValueError as e:
+            steps.append({"size": float(sizes[k]), "not_fitted": str(e)})
+    return _pooled(steps)
+
+
+def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [f for f in folds if "runs" in f]
+    if not done:
+        raise ValueError("; ".join(f"{f.get('budget', f.get('size')):.3g}: {f['not_fitted']}" for f in folds))
+    errors = np.array([abs(r["rel_error"]) for f in done for r in f["runs"]])
+    return {"folds": folds, "n_predicted": int(errors.size), "mean_abs_rel_error": float(errors.mean()),
+            "max_abs_rel_error": float(errors.max()), "inside_pi95": sum(f["inside_pi95"] for f in done)}
+
+
+# ------------------------------------------------------------------------------------------------ the laws
+
+
+def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
+    p = table.points
+    out: dict[str, Any] = {"rule": kaplan.CONVERGENCE_RULE}
+    for label, x, other in (("L(N)", p.N, p.D), ("L(D)", p.D, p.N)):
+        xs, ls, left_out = kaplan.unlimited_points(x, other, p.loss)
+        if left_out:
+            out[f"{label} left out"] = left_out
+        for floor in (False, True):
+            name = f"{label}{' + E' if floor else ''}"
+            try:
+                out[name] = kaplan.fit_1d(xs, ls, floor)
+            except ValueError as e:
+                notes.append(f"kaplan {name} not fitted: {e} not limited by the other variable (rule above)")
+    frontier_c, frontier_l = kaplan.frontier(p.nominal_C, p.C, p.loss)
+    for floor in (False, True):
+        try:
+            out[f"L(C){' + E' if floor else ''}"] = kaplan.fit_1d(frontier_c, frontier_l, floor)
+        except ValueError as e:
+            notes.append(f"kaplan L(C) not fitted: {e}")
+    out["L(N, D)"] = kaplan.fit_joint(p.N, p.D, p.loss)
+    return out
+
+
+def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, seed: int, notes: list[str]
+               ) -> dict[str, Any]:
+    p = table.points
+    fit = approach3.fit_approach3(p.N, p.D, p.loss, bootstrap=bootstrap, seed=seed, groups=p.run_id)
+    out = fit.as_dict()
+    if fit.E < E_AT_BOUND * p.loss.min():
+        notes.append(f"approach 3: E = {fit.E:.3g} ran to zero: the runs show no floor (too narrow a range of N "
+                     "and D to tell E from the power-law terms); predictions far beyond the runs are unreliable")
+    if flops is None:
+        return out
+    c_range = (float(p.nominal_C.min()), float(p.nominal_C.max()))
+    a_range, b_range = approach3.allocation_exponents(fit.params()[None], c_range, flops)
+    out.update(a=float(a_range[0]), b=float(b_range[0]), a_plus_b=float(a_range[0] + b_range[0]),
+               exponents_over=c_range)
+    if fit.replicates is not None:
+        a_s, b_s = approach3.allocation_exponents(fit.replicates, c_range, flops)
+        out["ci95"].update(a=np.percentile(a_s, [2.5, 97.5]).tolist(), b=np.percentile(b_s, [2.5, 97.5]).tolist())
+    cs = c_range[1] * 10.0 ** np.arange(COMPUTE_TABLE_DECADES + 1)
+    n_opt, d_opt = fit.optimal_allocation(cs, flops)
+    interval = fit.prediction_interval(n_opt, d_opt)
+    out["compute_optimal"] = [
+        {"C": float(c), "N_opt": float(n), "D_opt": float(d), "tokens_per_param": float(d / n),
+         "loss": float(fit.predict(n, d)), "loss_pi95": None if interval is None else [float(interval[0][i]),
+                                                                                       float(interval[1][i])]}
+        for i, (c, n, d) in enumerate(zip(cs, n_opt, d_opt))]
+    return out
+
+
+def _eval_noise(p: pd.DataFrame) -> dict[str, Any]:
+    """How the eval loss's standard error compares with the loss differences the fit resolves: the gaps between
+    neighbouring sizes of one budget."""
+    gaps = [np.abs(np.diff(group.sort_values("N").loss.to_numpy())) for _, group in p.groupby("nominal_C")]
+    gaps = np.concatenate(gaps) if gaps else np.array([])
+    return {"sequences": int(p.eval_sequences.median()), "median_se": float(p.loss_se.median()),
+            "median_se_rel": float((p.loss_se / p.loss).median()),
+            "median_gap": float(np.median(gaps)) if gaps.size else None}
 
 
 def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap: int = 200, seed: int = 0,
             approach2_method: str = "akima", holdout_by: str = "flops", holdout_frac: float = 0.2
             ) -> dict[str, Any]:
-    """Every requested approach the data supports; what is skipped and why goes into ``notes``."""
+    """Every requested approach the data supports; what is skipped and why goes into ``notes`` or
+    ``not_identifiable``."""
     p = table.points
-    results: dict[str, Any] = {"conventions": table.conventions, "n_points": int(len(p)),
-                               "compute_range": [float(p.C.min()), float(p.C.max())],
-                               "notes": list(table.notes), "excluded": list(table.excluded)}
+    notes = list(table.notes)
+    results: dict[str, Any] = {"conventions": dict(table.conventions), "n_points": int(len(p)),
+                               "n_runs": int(p.run_id.nunique()), "compute_range": [float(p.C.min()), float(p.C.max())],
+                               "notes": notes, "excluded": list(table.excluded), "not_identifiable": {}}
+    if "loss_se" in p.columns and p.loss_se.notna().all():
+        results["eval"] = _eval_noise(p)
+    flops: FlopsPerToken | None = None
+    try:
+        flops = fit_flops_per_token(p.N, p.D, p.C)
+        results["conventions"]["C_of_N_D"] = flops.as_dict()
+    except ValueError as e:
+        notes.append(f"compute-optimal allocation not solved: {e}")
 
-    def attempt(name: str, fn) -> None:
+    def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         try:
             results[name] = fn()
+        except approach3.NotIdentifiable as e:
+            results["not_identifiable"][name] = str(e)
         except ValueError as e:
-            results["notes"].append(f"{name} not fitted: {e}")
-            log.warning("%s not fitted: %s", name, e)
+            notes.append(f"{name} not fitted: {e}")
 
     if "kaplan" in approaches:
-        def kaplan_fits() -> dict:
-            out: dict[str, Any] = {}
-            for label, x in (("L(N)", p.N), ("L(D)", p.D)):
-                xs, ls = kaplan.lowest_per(x.to_numpy(), p.loss.to_numpy())
-                for floor in (False, True):
-                    try:
-                        out[f"{label}{' + E' if floor else ''}"] = kaplan.fit_1d(xs, ls, floor)
-                    except ValueError as e:
-                        results["notes"].append(f"kaplan {label}{' + E' if floor else ''} not fitted: {e}")
-            frontier_c, frontier_l = _frontier(p.C.to_numpy(), p.loss.to_numpy())
-            for floor in (False, True):
-                try:
-                    out[f"L(C){' + E' if floor else ''}"] = kaplan.fit_1d(frontier_c, frontier_l, floor)
-                except ValueError as e:
-                    results["notes"].append(f"kaplan L(C) not fitted: {e}")
-            out["L(N, D)"] = kaplan.fit_joint(p.N, p.D, p.loss)
-            return out
-        attempt("kaplan", kaplan_fits)
+        attempt("kaplan", lambda: _kaplan(table, notes))
     if "1" in approaches:
-        curves = table.curves if table.curves is not None and not table.curves.empty else p
-        attempt("approach1", lambda: approach1.fit_approach1(curves.run_id, curves.N, curves.D, curves.C,
-                                                             curves.loss, bootstrap=bootstrap, seed=seed))
+        curves = table.curves
+        attempt("approach1", lambda: approach1.fit_approach1(
+            *((curves.run_id, curves.N, curves.D, curves.C, curves.loss) if curves is not None else
+              (p.run_id, p.N, p.D, p.C, p.loss)), bootstrap=bootstrap, seed=seed))
     if "2" in approaches:
         budgets = p["budget"].to_numpy() if "budget" in p.columns else None
-        attempt("approach2", lambda: approach2.fit_approach2(p.N, p.loss, p.C, approach2_method,
-                                                             budgets=budgets).as_dict())
+        attempt("approach2", lambda: approach2.fit_approach2(p.N, p.D, p.loss, p.C, approach2_method, budgets=budgets,
+                                                             bootstrap=bootstrap, seed=seed).as_dict())
     if "3" in approaches:
-        def a3() -> dict:
-            fit = approach3.fit_approach3(p.N, p.D, p.loss, bootstrap=bootstrap, seed=seed)
-            out = fit.as_dict()
-            n_opt, d_opt = fit.optimal_allocation(np.array(COMPUTE_TABLE))
-            out["compute_optimal"] = [{"C": c, "N_opt": float(n), "D_opt": float(d), "tokens_per_param": float(d / n),
-                                       "loss": float(fit.predict(n, d))}
-                                      for c, n, d in zip(COMPUTE_TABLE, n_opt, d_opt)]
-            return out
-        attempt("approach3", a3)
-        attempt("backtest", lambda: backtest(p, holdout_by, holdout_frac, seed))
+        attempt("approach3", lambda: _approach3(table, flops, bootstrap, seed, notes))
+        held_out_bootstrap = min(bootstrap, BACKTEST_BOOTSTRAP)
+        attempt("backtest", lambda: backtest(p, holdout_by, holdout_frac, held_out_bootstrap, seed))
+        attempt("leave_one_budget_out", lambda: leave_one_budget_out(p, held_out_bootstrap, seed))
+        attempt("size_ladder", lambda: size_ladder(p, held_out_bootstrap, seed))
     return results
 
 
-def _frontier(c: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs that no cheaper run beats: the compute-efficient frontier of final losses."""
-    order = np.argsort(c)
-    best, keep = np.inf, []
-    for i in order:
-        if loss[i] < best:
-            best = loss[i]
-            keep.append(i)
-    return c[keep], loss[keep]
-
-
 def fitted(results: dict[str, Any]) -> list[str]:
-    """The approaches (and backtest) that produced a result, in report order."""
+    """The approaches and checks that produced a result, in report order."""
     return [k for k in FITTED_KEYS if k in results]
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by None and numpy scalars made plain: strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def write_fit(table: FitTable, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
@@ -121,6 +251,7 @@ def write_fit(table: FitTable, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
     out_dir = Path(out_dir)
     results = fit_all(table, **kwargs)
     results["figures"] = plots.write_all(table, results, out_dir)
+    results = finite(results)
     atomic_write_json(out_dir / "fit.json", results)
     report.write(results, out_dir)
     return results

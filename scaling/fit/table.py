@@ -13,32 +13,53 @@ import pandas as pd
 
 from scaling.errors import UserError
 from scaling.flops import FLOP_CONVENTIONS, PARAM_CONVENTIONS
-from scaling.results import collect
+from scaling.fit.approach2 import group_budgets
+from scaling.results import collect, read_manifest
 
 
 class FitInputError(UserError, ValueError):
     pass
 
 
+CONVENTIONS_WHY = (
+    "C counts what the hardware computes, the output layer and attention included (6n_attention): Porian et al. "
+    "2024 (arXiv 2406.19146, §3) trace much of Kaplan's larger exponent to leaving the last layer's FLOPs out of C. "
+    "N counts every parameter (total): Pearce & Song 2024 (arXiv 2406.12907) show that non-embedding N at small "
+    "scale biases the fitted exponent towards Kaplan's, and recommend total parameters and compute. The "
+    "alternatives are one flag away: --total (6N FLOPs with total N) or --params/--flops.")
+TOTAL_CONVENTIONS = {"params": "total", "flops": "6n"}
+
+
 @dataclass
 class FitTable:
     points: pd.DataFrame
-    """One row per run: N, D, C, loss (+ run_id, budget when known)."""
+    """One row per observation: run_id, N, D, C, loss, nominal_C (the grid's budget, or C rounded to 0.1 decade);
+    budget (isoflop grids only). A plain table may hold several rows (checkpoints) of one run."""
     curves: pd.DataFrame | None
-    """One row per eval event: run_id, N, D, C, loss (approach 1); None for a plain table."""
+    """Several eval events per run (approach 1): run_id, N, D, C, loss; None where runs have one row each."""
     conventions: dict[str, str]
+    """The parameter count ("params") and FLOP convention ("flops") of N and C, and why they were chosen."""
     notes: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
 
 
-def _clean(df: pd.DataFrame, label: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+def _clean(df: pd.DataFrame, label: pd.Series, source: str) -> tuple[pd.DataFrame, list[str]]:
     values = df[["N", "D", "C", "loss"]].to_numpy(float)
     bad = ~np.isfinite(values).all(1) | (values <= 0).any(1)
     dropped = [f"{label.iloc[i]}: non-finite or non-positive N/D/C/loss" for i in np.flatnonzero(bad)]
+    if bad.all():
+        raise FitInputError(f"{source}: no usable rows: every row has a non-finite or non-positive N, D, C or loss "
+                            "(fix: check the loss and size columns)")
     return df[~bad].reset_index(drop=True), dropped
 
 
-def from_file(path: Path, n_col: str = "N", d_col: str = "D", c_col: str = "C", loss_col: str = "loss") -> FitTable:
+def _curves_of(points: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows themselves as training curves, where some run has at least two of them."""
+    return points if points.run_id.duplicated().any() else None
+
+
+def from_file(path: Path, n_col: str = "N", d_col: str = "D", c_col: str = "C", loss_col: str = "loss",
+              run_col: str = "run_id") -> FitTable:
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".json"):
         df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
@@ -65,19 +86,32 @@ def from_file(path: Path, n_col: str = "N", d_col: str = "D", c_col: str = "C", 
     else:
         raise FitInputError(f"{path}: needs a token column {d_col!r} (--d-col) or a FLOP column {c_col!r} (--c-col); "
                             f"columns found: {found}")
-    out["run_id"] = df["run_id"].astype(str) if "run_id" in df.columns else [f"row {i + 2}" for i in range(len(df))]
-    points, dropped = _clean(out, out["run_id"])
-    return FitTable(points=points, curves=None, notes=notes, excluded=dropped,
+    out["run_id"] = df[run_col].astype(str) if run_col in df.columns else [f"row {i + 2}" for i in range(len(df))]
+    points, dropped = _clean(out, out["run_id"], str(path))
+    points["nominal_C"] = group_budgets(points.C.to_numpy())
+    return FitTable(points=points, curves=_curves_of(points), notes=notes, excluded=dropped,
                     conventions={"params": f"column {n_col}", "flops": f"column {c_col}" if c_col in df.columns
                                  else "6ND"})
 
 
-def from_sweep(sweep_dir: Path, params: str = "non_embedding", flops: str = "kaplan") -> FitTable:
-    """Finished runs of a sweep; diverged, failed and unfinished runs are excluded and listed."""
-    if params not in PARAM_CONVENTIONS:
-        raise FitInputError(f"--params {params!r}: use one of {', '.join(PARAM_CONVENTIONS)}")
-    if flops not in FLOP_CONVENTIONS:
-        raise FitInputError(f"--flops {flops!r}: use one of {', '.join(FLOP_CONVENTIONS)}")
+def sweep_conventions(sweep_dir: Path, params: str | None = None, flops: str | None = None) -> dict[str, str]:
+    """The sweep's own (params, flops) pair from its manifest, with either one overridden."""
+    pair = dict(read_manifest(sweep_dir).get("conventions") or {})
+    pair.update({k: v for k, v in (("params", params), ("flops", flops)) if v is not None})
+    for key, allowed in (("params", PARAM_CONVENTIONS), ("flops", FLOP_CONVENTIONS)):
+        if key not in pair:
+            raise FitInputError(f"{sweep_dir}: the manifest names no {key} convention (an older sweep); pass "
+                                f"--{key} ({', '.join(allowed)})")
+        if pair[key] not in allowed:
+            raise FitInputError(f"--{key} {pair[key]!r}: use one of {', '.join(allowed)}")
+    return pair
+
+
+def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = None) -> FitTable:
+    """Finished runs of a sweep under its own conventions (or the ones given); diverged, failed and unfinished runs
+    are excluded and listed."""
+    conventions = sweep_conventions(sweep_dir, params, flops)
+    params, flops = conventions["params"], conventions["flops"]
     runs, evals = collect(sweep_dir)
     excluded = [f"{r.run_id}: {r.status}" for r in runs.itertuples() if r.status != "finished"]
     runs = runs[runs.status == "finished"]
@@ -88,7 +122,13 @@ def from_sweep(sweep_dir: Path, params: str = "non_embedding", flops: str = "kap
                            "loss": runs.final_val_loss.astype(float)})
     if "grid.budget_flops" in runs.columns and runs["grid.budget_flops"].notna().all():
         points["budget"] = runs["grid.budget_flops"].astype(float).to_numpy()
-    points, dropped = _clean(points.reset_index(drop=True), points.run_id.reset_index(drop=True))
+    if "final_val_loss_se" in runs.columns:
+        points["loss_se"] = runs.final_val_loss_se.astype(float).to_numpy()
+        points["eval_sequences"] = runs.eval_sequences.astype(float).to_numpy()
+    points, dropped = _clean(points.reset_index(drop=True), points.run_id.reset_index(drop=True), str(sweep_dir))
+    # Hold-outs and frontiers group runs by the grid's nominal budget, never by actual C (step rounding moves it).
+    nominal = dict(zip(runs.run_id, runs["grid.compute"].astype(float)))
+    points["nominal_C"] = points["budget"] if "budget" in points.columns else points.run_id.map(nominal)
     curves = None
     if not evals.empty:
         ev = evals[evals.run_id.isin(points.run_id)]
