@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -17,17 +18,33 @@ from scaling.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# Dense (no sparsity) tensor-core peaks in FLOP/s from the vendors' data sheets, by dtype.
-# fp32 uses TF32 tensor cores when allowed, which is what the trainer enables.
-GPU_PEAK_FLOPS_PER_S: dict[str, dict[str, float]] = {
-    "H200": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
-    "H100": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},  # SXM
-    "A100": {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
-    "L40S": {"bf16": 362e12, "fp16": 362e12, "tf32": 183e12, "fp32": 91.6e12},
-    "A10G": {"bf16": 125e12, "fp16": 125e12, "tf32": 62.5e12, "fp32": 31.2e12},
-    "L4": {"bf16": 121e12, "fp16": 121e12, "tf32": 60e12, "fp32": 30e12},
-    "RTX 4090": {"bf16": 165e12, "fp16": 165e12, "tf32": 82.6e12, "fp32": 82.6e12},
-}
+BF16_MIN_CAPABILITY = (8, 0)
+
+
+def _peaks(bf16: float, tf32: float, fp32: float) -> dict[str, float]:
+    return {"bf16": bf16, "fp16": bf16, "tf32": tf32, "fp32": fp32}
+
+
+# Dense (no sparsity) tensor-core peaks in FLOP/s, by dtype; fp32 uses TF32 tensor cores when allowed. Each pattern
+# is matched as whole words of torch.cuda.get_device_name() ("L4" does not match "L40"), most specific first; an
+# unknown GPU gets no MFU rather than a wrong one. Sources, NVIDIA's data sheets, bf16 dense: H100 (SXM 989, PCIe
+# 756, NVL 835 TFLOP/s), H200 (SXM 989, NVL 835), HGX B200 (2,250 per GPU; 4,500 with sparsity), A100 (312),
+# L40S (362), L40 (181), L4 (121), A10 (125); GeForce RTX 4090 from the Ada architecture whitepaper (82.6 with the
+# fp32 accumulation training uses; 165 with fp16 accumulation).
+GPU_PEAK_FLOPS_PER_S: tuple[tuple[str, dict[str, float]], ...] = (
+    (r"H100.*NVL", _peaks(835e12, 418e12, 60e12)),
+    (r"H100.*PCIe", _peaks(756e12, 378e12, 51e12)),
+    (r"H100", _peaks(989e12, 494e12, 67e12)),  # SXM (HBM3), the default H100 name
+    (r"H200.*NVL", _peaks(835e12, 418e12, 60e12)),
+    (r"H200", _peaks(989e12, 494e12, 67e12)),  # SXM
+    (r"B200", _peaks(2250e12, 1100e12, 75e12)),
+    (r"A100", _peaks(312e12, 156e12, 19.5e12)),
+    (r"L40S", _peaks(362e12, 183e12, 91.6e12)),
+    (r"L40", _peaks(181e12, 90.5e12, 90.5e12)),
+    (r"L4", _peaks(121e12, 60e12, 30e12)),
+    (r"A10G?", _peaks(125e12, 62.5e12, 31.2e12)),
+    (r"RTX 4090", _peaks(82.6e12, 82.6e12, 82.6e12)),
+)
 
 
 class PrecisionError(UserError, ValueError):
@@ -76,8 +93,13 @@ def autocast_dtype(precision: PrecisionConfig, device: torch.device) -> torch.dt
     if precision.dtype == "fp16" and device.type != "cuda":
         raise PrecisionError("precision.dtype=fp16 needs CUDA (its GradScaler is CUDA-only here) "
                              "(fix: precision=bf16 or precision=fp32 on CPU)")
-    if precision.dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise PrecisionError("precision.dtype=bf16 is not supported by this GPU (fix: precision=fp16)")
+    if precision.dtype == "bf16" and device.type == "cuda":
+        # is_bf16_supported() is also True where bf16 is emulated (V100, T4): tensor cores need sm_80 or newer.
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) < BF16_MIN_CAPABILITY:
+            raise PrecisionError(f"precision.dtype=bf16: {torch.cuda.get_device_name(device)} (compute capability "
+                                 f"{major}.{minor}) has no bf16 tensor cores; they need {BF16_MIN_CAPABILITY[0]}."
+                                 f"{BF16_MIN_CAPABILITY[1]} or newer (fix: precision=fp16)")
     if precision.dtype == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
         log.warning("precision.dtype=bf16: this CPU has no bf16 matmul units (AMX, AVX512-BF16), so bf16 is emulated "
                     "and many times slower than fp32 (bench/results); fix: precision=fp32")
@@ -134,9 +156,9 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype | None, tf32: bool
 
 
 def gpu_peak_flops_per_s(name: str, dtype_key: str) -> float | None:
-    """Spec-sheet peak of a GPU by (a substring of) its name; None, with a warning, for an unknown GPU."""
-    for gpu, peaks in GPU_PEAK_FLOPS_PER_S.items():
-        if gpu in name:
+    """Spec-sheet peak of a GPU by its name (see GPU_PEAK_FLOPS_PER_S); None, with a warning, for an unknown GPU."""
+    for pattern, peaks in GPU_PEAK_FLOPS_PER_S:
+        if re.search(rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])", name):
             return peaks[dtype_key]
     warnings.warn(f"no peak FLOP/s known for GPU {name!r}: MFU will not be logged "
                   "(fix: add its peaks to GPU_PEAK_FLOPS_PER_S in scaling/hardware.py)")

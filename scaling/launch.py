@@ -5,7 +5,7 @@ Sweep directory::
     manifest.json            format, grid kind, and every point's id and grid position (written before any run)
     points/<id>/config.yaml  the frozen, fully resolved config of each point
     runs/<id>/               each run's own directory (see scaling.trainer)
-    slurm/                   the rendered sbatch array script, its point list, job id and task logs
+    slurm/                   the rendered sbatch array script, each submission's own point list, job id, task logs
     results/                 runs.csv, evals.csv (scaling.results)
     report/                  fit.json, report.md, figures/ (scaling.fit)
 
@@ -15,7 +15,9 @@ Every point runs as its own process through the documented re-run command
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import re
 import shlex
@@ -43,17 +45,29 @@ POLL_S = 0.1  # how often the controller looks for finished points: idle time pe
 TRAIN_SCRIPT = ROOT / "train.py"
 
 
+def _at_least(field: str, value: float | None, low: float, fix: str) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"launcher.{field}", f"{value} is below {low:g}", fix)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LocalLauncherConfig:
     kind: Literal["local"]
     workers: int | None
-    """Parallel points; null: one per GPU on a GPU box, else one per `threads_per_worker` CPU cores."""
+    """Parallel points; null: one per GPU slot on a GPU box, else one per `threads_per_worker` CPU cores. On a GPU
+    box it is capped at the number of slots (GPUs × points_per_gpu): every worker has a GPU of its own share."""
     threads_per_worker: int
     """CPU threads of each point (1 is fastest per core on small models)."""
     points_per_gpu: int
     """Points run side by side on each GPU (processes sharing it): tiny models cannot fill a large GPU alone."""
     status_interval_s: float
     """Seconds between status lines."""
+
+    def __post_init__(self) -> None:
+        _at_least("workers", self.workers, 1, "use 1 or more, or null for one per core (or GPU)")
+        _at_least("threads_per_worker", self.threads_per_worker, 1, "use 1 or more (1 is fastest for small models)")
+        _at_least("points_per_gpu", self.points_per_gpu, 1, "use 1 or more")
+        _at_least("status_interval_s", self.status_interval_s, 0.1, "e.g. 30")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +78,10 @@ class SlurmLauncherConfig:
     time: str
     """Per-task time limit (HH:MM:SS or D-HH:MM:SS)."""
     cpus_per_task: int
-    gpus_per_task: int
-    mem: str
-    """Memory per task, e.g. 8G."""
+    gpus_per_task: int | None
+    """GPUs per task; null: 1 when the points train on run.device=cuda, else 0."""
+    mem: str | None
+    """Host memory per task, e.g. 8G; null: sized from the largest point (see :func:`task_memory`)."""
     max_parallel: int | None
     """The array's `%` throttle: at most this many tasks at once."""
     signal_before_end_s: int
@@ -77,13 +92,23 @@ class SlurmLauncherConfig:
     """Wait for the array to finish, then collect results and fit."""
     poll_interval_s: float
 
+    def __post_init__(self) -> None:
+        _at_least("cpus_per_task", self.cpus_per_task, 1, "use 1 or more")
+        _at_least("gpus_per_task", self.gpus_per_task, 0, "use 0 (CPU), 1 or more, or null (from run.device)")
+        _at_least("max_parallel", self.max_parallel, 1, "use 1 or more, or null for no throttle")
+        _at_least("signal_before_end_s", self.signal_before_end_s, 0, "e.g. 120")
+        _at_least("poll_interval_s", self.poll_interval_s, 0.1, "e.g. 10")
+        if not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}:\d{2}", self.time):
+            raise ConfigError("launcher.time", f"{self.time!r} is not a Slurm time limit", "use HH:MM:SS or D-HH:MM:SS")
+
 
 # ------------------------------------------------------------------------------------------------ freeze
 
 
-def freeze(sweep_dir: Path, name: str, kind: str, points: list[GridPoint]) -> None:
+def freeze(sweep_dir: Path, name: str, kind: str, points: list[GridPoint], conventions: dict[str, str]) -> None:
     """Write every point's config and the manifest before anything runs. Re-freezing the same grid is a no-op;
-    a different grid in the same directory is an error (two grids never mix in one sweep)."""
+    a different grid in the same directory is an error (two grids never mix in one sweep). ``conventions`` is the
+    (params, flops) pair every fit of the sweep uses."""
     ids = [p.id for p in points]
     manifest_path = sweep_dir / MANIFEST
     if manifest_path.exists():
@@ -97,6 +122,7 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[GridPoint]) -> No
         atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
     atomic_write_json(manifest_path, {
         "format": SWEEP_FORMAT, "name": name, "kind": kind, "created": datetime.now(timezone.utc).isoformat(),
+        "conventions": conventions,
         "points": [{"id": p.id, "grid": p.grid} for p in points],
     })
 
@@ -146,13 +172,21 @@ def _counts(values: list[str]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------ local
 
 
-def _default_workers(threads: int, points_per_gpu: int) -> tuple[int, list[str]]:
-    """`points_per_gpu` workers per GPU when there are GPUs (the list has one slot per worker), else one per
-    `threads` cores."""
-    gpus = [g for g in _visible_gpus() for _ in range(points_per_gpu)]
-    if gpus:
-        return len(gpus), gpus
-    return max(1, (os.cpu_count() or 1) // threads), []
+def gpu_slots(gpus: list[str], points_per_gpu: int) -> list[str]:
+    """One slot per concurrent point, GPUs in turn ([0, 1, 0, 1] for two GPUs, two points each), so that however
+    many workers take slots from the front, they spread over every GPU before any GPU gets a second point."""
+    return [g for _ in range(points_per_gpu) for g in gpus]
+
+
+def workers_and_slots(cfg: LocalLauncherConfig, gpus: list[str], cpu_count: int) -> tuple[int, list[str]]:
+    """How many points run at once and the GPU slots they take (none on a CPU box)."""
+    slots = gpu_slots(gpus, cfg.points_per_gpu)
+    if not slots:
+        return cfg.workers or max(1, cpu_count // cfg.threads_per_worker), []
+    if cfg.workers is not None and cfg.workers > len(slots):
+        log.warning("launcher.workers=%d is more than the %d GPU slots (GPUs x launcher.points_per_gpu): using %d",
+                    cfg.workers, len(slots), len(slots))
+    return min(cfg.workers or len(slots), len(slots)), slots
 
 
 def _visible_gpus() -> list[str]:
@@ -167,9 +201,7 @@ def _visible_gpus() -> list[str]:
 
 def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
     """Run pending points with parallel workers; returns the final status of every point."""
-    workers, gpus = _default_workers(cfg.threads_per_worker, cfg.points_per_gpu)
-    if cfg.workers is not None:
-        workers = cfg.workers
+    workers, gpus = workers_and_slots(cfg, _visible_gpus(), os.cpu_count() or 1)
     manifest = read_manifest(sweep_dir)
     # Largest compute first: the long runs start early, so workers finish together.
     by_cost = sorted(manifest["points"], key=lambda p: -p["grid"]["compute"])
@@ -262,8 +294,10 @@ def _report(outcome: dict[str, str], running: dict, queue: list[str], durations:
 
 # ------------------------------------------------------------------------------------------------ slurm
 
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@%+=,/-]+$")
-_SAFE_EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.:@%+=,/-]+)?$")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:@%+=,/-]+")
+_SAFE_EXTRA = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.:@%+=,/-]+)?")
+HOST_BASE_GIB = 4  # the process itself: Python, torch, the tokenizer and the token memmaps
+HOST_BYTES_PER_PARAM = 28  # fp32 weights, grads, AdamW's two moments (16 B), plus a checkpoint loaded to resume (12 B)
 
 
 class SlurmError(UserError, RuntimeError):
@@ -271,18 +305,38 @@ class SlurmError(UserError, RuntimeError):
 
 
 def _safe(field: str, value: str) -> str:
-    if not _SAFE_VALUE.match(value):
+    if not _SAFE_VALUE.fullmatch(value):
         raise ConfigError(f"launcher.{field}", f"{value!r} has characters that are not allowed in an sbatch option",
                           "use letters, digits and _.:@%+=,/- only")
     return value
 
 
-def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLauncherConfig) -> str:
-    """The array script: task i runs line i+1 of slurm/points.txt. Every value is validated or shell-quoted."""
+def task_memory(params_total: int) -> str:
+    """Host memory for one point of ``params_total`` parameters: what training holds plus a checkpoint being loaded
+    on resume (``HOST_BYTES_PER_PARAM``), and ``HOST_BASE_GIB`` for the process itself."""
+    return f"{HOST_BASE_GIB + math.ceil(HOST_BYTES_PER_PARAM * params_total / 2**30)}G"
+
+
+def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLauncherConfig:
+    """Fill in GPUs and memory from the points; refuse a CPU-only request for points that train on a GPU."""
+    on_gpu = any(p.config.run.device.startswith("cuda") for p in points)
+    gpus = cfg.gpus_per_task if cfg.gpus_per_task is not None else int(on_gpu)
+    if on_gpu and gpus == 0:
+        raise ConfigError("launcher.gpus_per_task", "the points train on run.device=cuda but each task asks for 0 GPUs",
+                          "launcher.gpus_per_task=1 (or null), or run.device=cpu")
+    mem = cfg.mem or task_memory(max(p.grid["params_total"] for p in points))
+    return dataclasses.replace(cfg, gpus_per_task=gpus, mem=mem)
+
+
+def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLauncherConfig,
+                  points_file: Path | None = None) -> str:
+    """The array script: task i runs line i+1 of this submission's point list. Every value is validated or shell-quoted.
+    ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory."""
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={_safe('job_name', 'scaling-' + name)}",
              f"#SBATCH --array=0-{len(point_ids) - 1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
              f"#SBATCH --time={_safe('time', cfg.time)}",
+             "#SBATCH --ntasks=1",
              f"#SBATCH --cpus-per-task={int(cfg.cpus_per_task)}",
              f"#SBATCH --mem={_safe('mem', cfg.mem)}",
              f"#SBATCH --output={_safe('output', str(sweep_dir / 'slurm' / '%A_%a.out'))}",
@@ -295,11 +349,11 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
     if cfg.gpus_per_task:
         lines.append(f"#SBATCH --gpus-per-task={int(cfg.gpus_per_task)}")
     for extra in cfg.extra_sbatch:
-        if not _SAFE_EXTRA.match(extra):
+        if not _SAFE_EXTRA.fullmatch(extra):
             raise ConfigError("launcher.extra_sbatch", f"{extra!r} is not a plain sbatch option",
                               "write options like --qos=high (no spaces, quotes or shell characters)")
         lines.append(f"#SBATCH {extra}")
-    points_file = shlex.quote(str(sweep_dir / "slurm" / "points.txt"))
+    points_file = shlex.quote(str(points_file or sweep_dir / "slurm" / "points.txt"))
     point_dir = shlex.quote(str(sweep_dir / "points")) + '/"$POINT"'
     lines += [
         "",
@@ -325,18 +379,50 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
     return "\n".join(lines)
 
 
+SQUEUE_RETRIES = 5
+
+
+def _live_tasks(job_id: str) -> list[str] | None:
+    """States of the array's pending or running tasks ([] once it is over); None when squeue gave no answer."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    if out.returncode != 0:
+        # Slurm forgets a finished job after MinJobAge and then calls its id invalid: that is "over", not a fault.
+        return [] if "Invalid job id" in out.stderr else None
+    return out.stdout.split()
+
+
+def _squeue(job_id: str, poll_interval_s: float) -> list[str]:
+    for attempt in range(SQUEUE_RETRIES):
+        states = _live_tasks(job_id)
+        if states is not None:
+            return states
+        time.sleep(poll_interval_s * (attempt + 1))
+    raise SlurmError(f"squeue failed {SQUEUE_RETRIES} times for array job {job_id}: its state is unknown, so no "
+                     "tables or fit were made from a partial sweep (fix: check the cluster, then run the sweep "
+                     "again; it submits nothing for finished points)")
+
+
 def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | None:
-    """Write slurm/sweep.sbatch for the pending points and submit it; returns the job id (None: nothing pending)."""
+    """Write this submission's point list and array script and submit it; returns the job id (None: nothing
+    pending). A sweep whose earlier array still has live tasks is not submitted again: those tasks read their own
+    point list, which a second submission must not change under them."""
     manifest = read_manifest(sweep_dir)
+    slurm_dir = sweep_dir / "slurm"
+    if (slurm_dir / "job.json").exists():
+        previous = read_json(slurm_dir / "job.json")["job_id"]
+        if shutil.which("squeue") is not None and _squeue(previous, cfg.poll_interval_s):
+            raise SlurmError(f"array job {previous} of this sweep still has tasks pending or running (fix: wait for it "
+                             f"to end, or cancel it with `scancel {previous}`, then submit again)")
     pending = [p["id"] for p in manifest["points"]
                if point_status(sweep_dir / "runs" / p["id"])[0] not in ("finished", "diverged")]
     if not pending:
         log.info("every point is finished; nothing to submit")
         return None
-    slurm_dir = sweep_dir / "slurm"
-    atomic_write_text(slurm_dir / "points.txt", "".join(f"{p}\n" for p in pending))
+    submission = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    points_file = slurm_dir / f"points-{submission}.txt"
+    atomic_write_text(points_file, "".join(f"{p}\n" for p in pending))
     script = slurm_dir / "sweep.sbatch"
-    atomic_write_text(script, render_sbatch(sweep_dir, name, pending, cfg))
+    atomic_write_text(script, render_sbatch(sweep_dir, name, pending, cfg, points_file))
     if shutil.which("sbatch") is None:
         raise SlurmError(f"sbatch not found on this machine; the array script is written: submit it from a login "
                          f"node with `sbatch {script}`")
@@ -346,22 +432,23 @@ def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | 
         raise SlurmError(f"sbatch rejected the array ({reason[-1] if reason else f'exit {result.returncode}'}); "
                          f"fix the launcher settings or submit {script} by hand")
     job_id = result.stdout.strip().split(";")[0]
-    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": pending,
+    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": pending, "points_file": points_file.name,
                                                "submitted": datetime.now(timezone.utc).isoformat()})
     log.info("submitted array job %s with %d tasks (%s)", job_id, len(pending), script)
     return job_id
 
 
 def wait_slurm(job_id: str, poll_interval_s: float) -> None:
-    """Until no task of the array is pending or running (squeue is the one query that needs no accounting)."""
+    """Until no task of the array is pending or running (squeue is the one query that needs no accounting); a
+    squeue that keeps failing is an error, never read as "finished"."""
     while True:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-        states = out.stdout.split()
-        if out.returncode != 0 or not states:
+        states = _squeue(job_id, poll_interval_s)
+        if not states:
             return
         log.info("slurm job %s: %s", job_id, " ".join(f"{k.lower()} {v}" for k, v in _counts(states).items()))
         time.sleep(poll_interval_s)
 
 
-__all__ = ["freeze", "run_local", "submit_slurm", "wait_slurm", "render_sbatch", "print_status", "statuses",
-           "point_command", "LocalLauncherConfig", "SlurmLauncherConfig", "SlurmError"]
+__all__ = ["freeze", "run_local", "submit_slurm", "wait_slurm", "render_sbatch", "resolve_slurm", "task_memory",
+           "print_status", "statuses", "point_command", "gpu_slots", "workers_and_slots", "LocalLauncherConfig",
+           "SlurmLauncherConfig", "SlurmError"]

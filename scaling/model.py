@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from scaling.config import ModelConfig
 
@@ -46,8 +47,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         batch, seq, width = x.shape
         q, k, v = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if rope is not None:
-            cos, sin = rope[0][:seq], rope[1][:seq]
+        if rope is not None:  # in the activations' dtype: under autocast, fp32 tables would upcast q and k
+            cos, sin = rope[0][:seq].to(q.dtype), rope[1][:seq].to(q.dtype)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
@@ -140,4 +141,18 @@ class GPT(nn.Module):
         logits = self.lm_head(self.hidden(idx))
         if targets is None:
             return logits
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        logits, targets = logits.view(-1, logits.shape[-1]), targets.reshape(-1)
+        if logits.dtype == torch.float32:
+            return F.cross_entropy(logits, targets)
+        # Low-precision logits: the loss is taken in fp32 one chunk of rows at a time and recomputed in backward, so
+        # no fp32 copy of every logit is held (at a 32K vocabulary it outweighs the model's other activations).
+        total = sum(checkpoint(_chunk_loss, chunk, chunk_targets, use_reentrant=False)
+                    for chunk, chunk_targets in zip(logits.split(LOSS_CHUNK_ROWS), targets.split(LOSS_CHUNK_ROWS)))
+        return total / targets.numel()
+
+
+LOSS_CHUNK_ROWS = 4096
+
+
+def _chunk_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), targets, reduction="sum")

@@ -1,5 +1,7 @@
 """A real single-node Slurm cluster on localhost for the tests: installed from Debian when missing (as root),
-started with its own state directory, stopped afterwards (only the daemons this fixture started)."""
+started with its own state directory, stopped afterwards (only the daemons this fixture started). The node declares
+two GPUs as a generic resource backed by placeholder files (no devices; slurmd logs that they are not device files and
+counts them), so Slurm itself validates GPU requests; its memory comes from the config (config_overrides)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ SchedulerType=sched/backfill
 MpiDefault=none
 ReturnToService=2
 KillWait=30
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=16000 State=UNKNOWN
+GresTypes=gpu
+SlurmdParameters=config_overrides
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=64000 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -66,6 +70,9 @@ class LocalSlurm:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         host = socket.gethostname().split(".")[0]
         self.conf.write_text(SLURM_CONF.format(host=host, dir=self.dir, cpus=os.cpu_count() or 1))
+        for i in range(2):
+            (self.dir / f"gpu{i}").touch()
+        (self.dir / "gres.conf").write_text(f"NodeName={host} Name=gpu File={self.dir}/gpu[0-1]\n")
         if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/munge", "munge", "munge")

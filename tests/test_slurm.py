@@ -82,3 +82,56 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm):
              if json.loads(line)["event"] == "train"]
     assert steps == list(range(1, 201))
     assert read_json(run_dir / "summary.json")["status"] == "finished"
+
+
+def test_gpu_array_script_is_accepted_by_slurm(tmp_path, slurm):
+    """The README's GPU study, rendered by the dry run, is a valid job for Slurm itself (sbatch --test-only)."""
+    import subprocess
+
+    result = run_cli("sweep.py", "experiment=chinchilla_gpu", "launcher.partition=debug", f"sweep.out_dir={tmp_path}",
+                     "sweep.dry_run=true", "sweep.probe=false", env=slurm.env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    script = result.stdout.split("#!/bin/bash", 1)[1].split("dry run:", 1)[0]
+    assert "#SBATCH --ntasks=1" in script and "#SBATCH --gpus-per-task=1" in script
+    path = tmp_path / "gpu.sbatch"
+    path.write_text("#!/bin/bash" + script)
+    check = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, env=slurm.env())
+    assert check.returncode == 0 and "to start at" in check.stderr, check.stderr
+    # Asking for more GPUs than any node has is refused by Slurm, so the check above is not vacuous.
+    path.write_text(path.read_text().replace("--gpus-per-task=1", "--gpus-per-task=3"))
+    check = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, env=slurm.env())
+    assert check.returncode != 0
+
+
+def test_a_failing_squeue_is_an_error_not_a_finished_array(tmp_path, monkeypatch):
+    """squeue that cannot reach the controller (exit 1) must not be read as "the array is over"."""
+    from scaling.launch import SlurmError, wait_slurm
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n"
+                                 "exit 1\n")
+    (fake / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    with pytest.raises(SlurmError, match="squeue failed"):
+        wait_slurm("123", poll_interval_s=0.01)
+    # A job Slurm has already forgotten is over.
+    (fake / "squeue").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n")
+    wait_slurm("123", poll_interval_s=0.01)
+
+
+def test_a_second_submission_waits_for_the_live_array(tmp_path, slurm):
+    import subprocess
+
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=twice", *SLURM_TINY, "launcher=slurm",
+            "grid.budgets_tokens=[409600]", "launcher.poll_interval_s=0.5"]
+    first = run_cli("sweep.py", *args, env=slurm.env())
+    assert first.returncode == 0, first.stderr[-2000:]
+    job = read_json(tmp_path / "twice" / "slurm" / "job.json")
+    try:
+        second = run_cli("sweep.py", *args, env=slurm.env())
+        assert second.returncode == 2 and f"array job {job['job_id']}" in second.stderr
+        assert read_json(tmp_path / "twice" / "slurm" / "job.json") == job  # the live array's files are untouched
+        assert (tmp_path / "twice" / "slurm" / job["points_file"]).exists()
+    finally:
+        subprocess.run(["scancel", job["job_id"]], env=slurm.env())

@@ -1,0 +1,76 @@
+"""Where points run: GPU slots on a multi-GPU box, Slurm resources from the points, validated launcher fields,
+and the GPU peak table MFU is measured against. No GPU needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaling.config import ConfigError, parse
+from scaling.hardware import gpu_peak_flops_per_s
+from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig, gpu_slots, task_memory, workers_and_slots
+from tests.conftest import compose_raw, run_cli
+
+
+def local(**overrides) -> LocalLauncherConfig:
+    raw = compose_raw(["sweep.name=t"], config_name="sweep")["launcher"]
+    return parse(LocalLauncherConfig, {**raw, **overrides}, "launcher.")
+
+
+def test_gpu_slots_spread_workers_over_every_gpu_first():
+    assert gpu_slots(["0", "1", "2", "3"], 2) == ["0", "1", "2", "3", "0", "1", "2", "3"]
+    # Two workers on four GPUs take two different GPUs; eight workers take each GPU twice.
+    workers, slots = workers_and_slots(local(workers=2, points_per_gpu=2), ["0", "1", "2", "3"], cpu_count=16)
+    assert workers == 2 and slots[:workers] == ["0", "1"]
+    workers, slots = workers_and_slots(local(workers=None, points_per_gpu=2), ["0", "1", "2", "3"], cpu_count=16)
+    assert workers == 8 and sorted(slots) == ["0", "0", "1", "1", "2", "2", "3", "3"]
+
+
+def test_more_workers_than_gpu_slots_are_capped():
+    workers, slots = workers_and_slots(local(workers=6, points_per_gpu=1), ["0", "1"], cpu_count=16)
+    assert workers == 2 and slots == ["0", "1"]
+
+
+def test_cpu_box_has_one_worker_per_core_group():
+    assert workers_and_slots(local(workers=None, threads_per_worker=2), [], cpu_count=8) == (4, [])
+
+
+@pytest.mark.parametrize("field,value", [("workers", 0), ("workers", -1), ("threads_per_worker", 0),
+                                         ("points_per_gpu", 0)])
+def test_launcher_fields_are_validated(field, value):
+    with pytest.raises(ConfigError, match=f"launcher.{field}"):
+        local(**{field: value})
+
+
+def test_slurm_fields_are_validated():
+    raw = compose_raw(["sweep.name=t", "launcher=slurm"], config_name="sweep")["launcher"]
+    with pytest.raises(ConfigError, match="launcher.time"):
+        parse(SlurmLauncherConfig, {**raw, "time": "4 hours"}, "launcher.")
+    with pytest.raises(ConfigError, match="launcher.gpus_per_task"):
+        parse(SlurmLauncherConfig, {**raw, "gpus_per_task": -1}, "launcher.")
+
+
+def test_task_memory_grows_with_the_model():
+    assert task_memory(10_000) == "5G"
+    assert task_memory(300_000_000) == f"{4 + 8}G"  # 28 bytes per parameter: 7.8 GiB, rounded up
+
+
+def test_slurm_refuses_a_cpu_request_for_points_that_train_on_a_gpu(tmp_path):
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=g", "grid=tiny", "launcher=slurm",
+                     "run.device=cuda", "launcher.gpus_per_task=0", "sweep.dry_run=true", "sweep.probe=false")
+    assert result.returncode == 2 and "launcher.gpus_per_task" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("name,dtype,peak", [
+    ("NVIDIA H100 80GB HBM3", "bf16", 989e12), ("NVIDIA H100 PCIe", "bf16", 756e12),
+    ("NVIDIA H100 NVL", "bf16", 835e12), ("NVIDIA H200", "bf16", 989e12), ("NVIDIA H200 NVL", "bf16", 835e12),
+    ("NVIDIA L40", "bf16", 181e12), ("NVIDIA L40S", "bf16", 362e12), ("NVIDIA L4", "bf16", 121e12),
+    ("NVIDIA B200", "bf16", 2250e12), ("NVIDIA A100-SXM4-80GB", "tf32", 156e12),
+])
+def test_gpu_peaks_name_the_card(name, dtype, peak):
+    assert gpu_peak_flops_per_s(name, dtype) == peak
+
+
+def test_unknown_gpu_has_no_peak():
+    with pytest.warns(UserWarning, match="MFU will not be logged"):
+        assert gpu_peak_flops_per_s("Tesla V100-SXM2-16GB", "bf16") is None

@@ -1,0 +1,50 @@
+"""The model's loss under autocast: fp32 cross-entropy in chunks (no full fp32 copy of the logits) equals the plain
+one, and RoPE stays in the activations' dtype."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from scaling import model as model_module
+from scaling.model import GPT
+from tests.conftest import make_config
+
+
+def test_chunked_low_precision_loss_equals_the_plain_fp32_loss(tmp_path, monkeypatch):
+    cfg, _ = make_config(tmp_path)
+    torch.manual_seed(0)
+    net = GPT(cfg.model)
+    batch = torch.randint(0, cfg.model.vocab_size, (4, cfg.model.seq_len + 1))
+    monkeypatch.setattr(model_module, "LOSS_CHUNK_ROWS", 50)  # several chunks and a ragged last one
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked = net(batch[:, :-1], batch[:, 1:])
+        logits = net(batch[:, :-1])
+    assert logits.dtype == torch.bfloat16
+    plain = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    assert torch.allclose(chunked, plain, rtol=1e-5)
+    chunked.backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(batch[:, :-1])
+    F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)).backward()
+    for name, p in net.named_parameters():
+        assert torch.allclose(grads[name], p.grad, rtol=1e-3, atol=1e-6), name
+
+
+def test_rope_keeps_the_activation_dtype(tmp_path, monkeypatch):
+    cfg, _ = make_config(tmp_path)
+    net = GPT(cfg.model)
+    seen = []
+    rope = model_module.apply_rope
+
+    def recording(x, cos, sin):
+        out = rope(x, cos, sin)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(model_module, "apply_rope", recording)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.randint(0, cfg.model.vocab_size, (2, cfg.model.seq_len)))
+    assert seen and set(seen) == {torch.bfloat16}  # fp32 tables would have upcast q and k to fp32
