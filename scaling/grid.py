@@ -4,8 +4,14 @@ Three kinds (``configs/grid/``):
 
 * ``cartesian``: sizes × token budgets;
 * ``isoflop``: FLOP budgets × sizes, tokens = C / FLOPs-per-token(size) under ``flop_convention``
-  (Hoffmann et al. 2022, approach 2; budgets such as 1e17·2^k as in Porian et al. 2024);
-* ``ladder``: sizes × multiples of tokens per parameter (20 by default, Hoffmann et al. 2022; OLMo's model ladder).
+  (Hoffmann et al. 2022, approach 2; budgets such as 1e17·2^k as in Porian et al. 2024). With
+  ``sizes_per_budget`` each budget trains only that many consecutive sizes, centred on the size whose tokens per
+  parameter is nearest ``center_tokens_per_param``, as Hoffmann et al. chose a window of sizes per budget: the
+  optimum moves with C, and every profile needs sizes on both sides of it;
+* ``ladder``: sizes × multiples k of tokens per parameter, D = k · N_total (OLMo's model ladder; Hoffmann et al.
+  counted every parameter, and their compute-optimal ratio is about k = 20).
+
+Tokens per parameter are counted against the total parameter count everywhere in a grid.
 
 Sizes are explicit shapes, or generated from target non-embedding parameter counts with a fixed aspect ratio
 d_model / num_layers (Kaplan et al. 2020, §3.2.1: loss depends weakly on shape at fixed N), using N ≈ 12·L·d².
@@ -15,8 +21,9 @@ Size-dependent hyper-parameter rules (``hparam_rule``):
 * ``none``: the base config's LR and batch size for every point;
 * ``deepseek``: η_opt = 0.3118·C^−0.125 and B_opt = 0.2920·C^0.3271 tokens, with C the point's FLOP budget
   (DeepSeek-AI 2024, "DeepSeek LLM", §3.1, fitted on their IsoFLOP sweeps);
-* ``inverse_width``: η = η_base · base_width / d_model, the μP-style hidden-layer LR transfer across widths
-  (Yang et al. 2022, "Tensor Programs V", Table 3), batch size from the base config.
+* ``lr_inverse_width``: η = η_base · base_width / d_model for every parameter, batch size from the base config.
+  Only the global learning rate changes; this is not μP (Yang et al. 2022, "Tensor Programs V"), which also
+  sets per-tensor initialisation, per-tensor learning rates and an output multiplier.
 
 ``warmup_fraction`` (when set) makes warmup a fixed fraction of each point's steps. Every derived value is written
 into the point's frozen config, so the saved config is exactly what ran.
@@ -59,15 +66,22 @@ class GridConfig:
     budgets_flops: list[float]
     """isoflop: FLOP budgets C."""
     tokens_per_param: list[float]
-    """ladder: D = k · N (N non-embedding)."""
+    """ladder: D = k · N_total."""
+    sizes_per_budget: int | None
+    """isoflop: train only this many consecutive sizes per budget (null: every size at every budget)."""
+    center_tokens_per_param: float
+    """isoflop with sizes_per_budget: each budget's window is centred on the size nearest this D / N_total."""
     flop_convention: str
     """Convention that turns an isoflop budget into tokens, and the C used by the `deepseek` rule."""
     seeds: list[int]
-    hparam_rule: Literal["none", "deepseek", "inverse_width"]
+    hparam_rule: Literal["none", "deepseek", "lr_inverse_width"]
     base_width: int
-    """d_model at which the base LR holds (inverse_width)."""
+    """d_model at which the base LR holds (lr_inverse_width)."""
     warmup_fraction: float | None
     """Warmup steps = ceil(fraction · steps); null keeps optim.warmup_steps."""
+    min_steps: int
+    """Every point must train at least this many optimizer steps (a shorter run is mostly warmup, and its loss says
+    more about the schedule than about N and D); expansion fails naming the point otherwise."""
 
     def __post_init__(self) -> None:
         if not self.sizes and not self.size_targets:
@@ -83,6 +97,14 @@ class GridConfig:
             raise ConfigError("grid", "budgets must be positive", "remove zero or negative budgets")
         if not self.seeds:
             raise ConfigError("grid.seeds", "no seeds", "e.g. grid.seeds=[0]")
+        if self.sizes_per_budget is not None and (self.kind != "isoflop" or self.sizes_per_budget < 3):
+            raise ConfigError("grid.sizes_per_budget", f"{self.sizes_per_budget} on a {self.kind} grid",
+                              "use it on an isoflop grid with at least 3 (null: every size at every budget)")
+        if self.center_tokens_per_param <= 0:
+            raise ConfigError("grid.center_tokens_per_param", f"{self.center_tokens_per_param} is not positive",
+                              "e.g. 20 (Hoffmann et al.'s ratio) or the ratio a pilot sweep found")
+        if self.min_steps < 1:
+            raise ConfigError("grid.min_steps", f"{self.min_steps} is below 1", "use 1 (no floor) or more")
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
             raise ConfigError("grid.warmup_fraction", f"{self.warmup_fraction} not in [0, 1)", "e.g. 0.1 or null")
 
@@ -126,20 +148,37 @@ def _batch(batch_tokens: float, seq_len: int, micro_batch: int) -> tuple[int, in
     return sequences * seq_len, micro
 
 
+def _window(grid: GridConfig, size_index: int, tokens_per_param: list[float], budget_index: int) -> bool:
+    """Whether size ``size_index`` (sizes in order of N) trains at isoflop budget ``budget_index``."""
+    if grid.sizes_per_budget is None:
+        return True
+    k = grid.sizes_per_budget
+    ratios = [r[budget_index] for r in tokens_per_param]
+    center = min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / grid.center_tokens_per_param)))
+    first = min(max(0, center - k // 2), max(0, len(ratios) - k))
+    return first <= size_index < first + k
+
+
 def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
     """Every point of the grid as a validated, fully resolved config. Errors name the point."""
     base = parse(ModelConfig, base_raw["model"], "model.")
+    specs = _sizes(grid, base)
+    models = [dataclasses.replace(base, num_layers=s.num_layers, d_model=s.d_model, num_heads=s.num_heads)
+              for s in specs]
+    sizes = sorted(zip(specs, models), key=lambda sm: count_params(sm[1]).total)
+    isoflop_ratios = [[c / flops_per_token(m, grid.flop_convention) / count_params(m).total
+                       for c in grid.budgets_flops] for _, m in sizes]
     points: list[GridPoint] = []
-    for size in _sizes(grid, base):
-        model = dataclasses.replace(base, num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
-        n_non_embedding = count_params(model).non_embedding
+    for size_index, (size, model) in enumerate(sizes):
+        n_total = count_params(model).total
         fpt = flops_per_token(model, grid.flop_convention)
         if grid.kind == "cartesian":
             budgets = [(float(t), {"budget_tokens": int(t)}) for t in grid.budgets_tokens]
         elif grid.kind == "isoflop":
-            budgets = [(c / fpt, {"budget_flops": float(c)}) for c in grid.budgets_flops]
+            budgets = [(c / fpt, {"budget_flops": float(c)}) for j, c in enumerate(grid.budgets_flops)
+                       if _window(grid, size_index, isoflop_ratios, j)]
         else:
-            budgets = [(k * n_non_embedding, {"tokens_per_param": float(k)}) for k in grid.tokens_per_param]
+            budgets = [(k * n_total, {"budget_tokens_per_param": float(k)}) for k in grid.tokens_per_param]
         for tokens, where in budgets:
             for seed in grid.seeds:
                 raw = copy.deepcopy(base_raw)
@@ -150,7 +189,7 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
                     raw["optim"]["lr"] = 0.3118 * compute**-0.125
                     raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
                         0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
-                elif grid.hparam_rule == "inverse_width":
+                elif grid.hparam_rule == "lr_inverse_width":
                     raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
                 # Round the budget to whole steps so nominal and actual tokens agree; less than one step is an error
                 # (raised below by the budget's own validation).
@@ -164,11 +203,15 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
                     cfg = load_train_config(raw)
                 except ConfigError as e:
                     raise ConfigError(f"{label}: {e.field_path}", str(e).split(": ", 1)[1], "adjust the grid") from None
+                if cfg.num_steps < grid.min_steps:
+                    raise ConfigError(f"{label}: grid.min_steps", f"{cfg.num_steps} steps, fewer than {grid.min_steps}",
+                                      "lower budget.batch_tokens, drop the size from this budget, or lower "
+                                      "grid.min_steps")
                 info = {"size": size.name, "num_layers": size.num_layers, "d_model": size.d_model,
-                        "num_heads": size.num_heads, "params_non_embedding": n_non_embedding,
-                        "budget_tokens": raw["budget"]["tokens"], "compute": raw["budget"]["tokens"] * fpt,
-                        "tokens_per_param": raw["budget"]["tokens"] / n_non_embedding, "seed": seed,
-                        "flop_convention": grid.flop_convention, **where}
+                        "num_heads": size.num_heads, "params_non_embedding": count_params(model).non_embedding,
+                        "params_total": n_total, "budget_tokens": raw["budget"]["tokens"],
+                        "compute": raw["budget"]["tokens"] * fpt, "tokens_per_param": raw["budget"]["tokens"] / n_total,
+                        "seed": seed, "flop_convention": grid.flop_convention, **where}
                 points.append(GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info))
     ids = [p.id for p in points]
     if len(set(ids)) != len(ids):
@@ -178,8 +221,8 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
 
 def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = None) -> str:
     """The dry-run table: params by component, tokens, FLOPs, tokens/param, steps, LR, batch, estimated time."""
-    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>11}{'N emb':>9}{'N total':>10}{'tokens':>11}"
-              f"{'FLOPs':>10}{'tok/N':>8}{'steps':>7}{'lr':>9}{'batch':>7}{'est. s':>8}")
+    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>13}{'N emb':>12}{'N total':>13}{'tokens':>15}"
+              f"{'FLOPs':>10}{'D/N tot':>8}{'steps':>8}{'lr':>9}{'batch':>8}{'est. s':>8}")
     lines, total_s = [header, "-" * len(header)], 0.0
     for p in points:
         params = count_params(p.config.model)
@@ -188,10 +231,10 @@ def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = 
             seconds = p.config.budget.tokens / tokens_per_s[p.grid["size"]]
             total_s += seconds
             est = f"{seconds:.0f}"
-        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>11,}{params.embedding:>9,}"
-                     f"{params.total:>10,}{p.config.budget.tokens:>11,}{p.grid['compute']:>10.2e}"
-                     f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>7}{p.config.optim.lr:>9.2e}"
-                     f"{p.config.budget.batch_tokens:>7}{est:>8}")
+        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>13,}"
+                     f"{params.embedding:>12,}{params.total:>13,}{p.config.budget.tokens:>15,}{p.grid['compute']:>10.2e}"
+                     f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>8}{p.config.optim.lr:>9.2e}"
+                     f"{p.config.budget.batch_tokens:>8}{est:>8}")
     lines.append(f"{len(points)} points; FLOPs under {points[0].grid['flop_convention']}"
                  + (f"; estimated {total_s / 60:.1f} min of training on one worker" if tokens_per_s else ""))
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Collect a sweep directory into tidy tables, from the files runs write (never from log text).
 
 * ``runs``: one row per grid point — config fields, params by component, actual tokens, FLOPs under each
-  convention, final/min validation loss, status, wallclock, device;
-* ``evals``: one row per eval event — run id, step, tokens, FLOPs, validation loss.
+  convention, final/min validation loss with its standard error and per-source losses, status, wallclock, device;
+* ``evals``: one row per eval event — run id, step, tokens, FLOPs, validation loss (mean, standard error, and
+  ``val_loss.<source>`` per corpus source).
 
 Imports no torch: the analysis side runs anywhere.
 """
@@ -19,6 +20,7 @@ import yaml
 
 from scaling.errors import UserError
 from scaling.io import atomic_write, read_json, read_jsonl
+from scaling.summary import SummaryCorrupt, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,10 @@ def point_status(run_dir: Path) -> tuple[str, dict[str, Any] | None]:
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         try:
-            summary = read_json(summary_path)
-        except ValueError as e:
+            summary = read_summary(summary_path)
+        except SummaryCorrupt as e:
             return "corrupt", {"error": str(e)}
-        return summary.get("status", "finished"), summary
+        return summary["status"], summary
     if (run_dir / "failed.json").exists():
         try:
             return "failed", read_json(run_dir / "failed.json")
@@ -89,11 +91,13 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         _flatten("config.", config, row)
         if summary and status in ("finished", "diverged"):
             row.update(final_val_loss=summary["final_val_loss"], min_val_loss=summary["min_val_loss"],
+                       final_val_loss_se=summary.get("final_val_loss_se"), eval_sequences=summary.get("eval_sequences"),
                        tokens=summary["tokens"], steps=summary["steps"], wallclock_s=summary["wallclock_s"],
                        device=summary["device"], dtype=summary["dtype"], tokens_repeated=summary["tokens_repeated"],
                        last_good_step=summary["last_good_step"])
             row.update({f"params_{k}": v for k, v in summary["params"].items()})
             row.update({f"flops_{k}": v for k, v in summary["flops"].items()})
+            row.update({f"final_val_loss.{k}": v for k, v in (summary.get("final_val_loss_by_source") or {}).items()})
         elif summary:
             row["error"] = summary.get("error")
         run_rows.append(row)
@@ -101,7 +105,9 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if metrics.exists():
             for event in read_jsonl(metrics):
                 if event.get("event") == "eval":
-                    eval_rows.append({"run_id": pid, **{k: v for k, v in event.items() if k != "event"}})
+                    by_source = {f"val_loss.{k}": v for k, v in (event.get("val_loss_by_source") or {}).items()}
+                    eval_rows.append({"run_id": pid, **{k: v for k, v in event.items()
+                                                        if k not in ("event", "val_loss_by_source")}, **by_source})
     return pd.DataFrame(run_rows), pd.DataFrame(eval_rows)
 
 

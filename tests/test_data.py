@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scaling.config import parse, DataConfig
-from scaling.data import BatchSampler, DataError, prepare
-from tests.conftest import compose_raw
+from scaling.data import BatchSampler, DataError, eval_sequences, prepare
+from tests.conftest import CACHE_DIR, compose_raw
 
 TEXT = "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." * 3 for i in range(400))
 
@@ -72,3 +72,21 @@ def test_batches_are_a_pure_function_of_seed_and_position():
     epoch = a.batch(0, a.num_sequences)
     assert len({int(r[0]) for r in epoch}) == a.num_sequences
     assert a.repeated_tokens(a.num_sequences + 5) == 5 * 16
+
+
+def test_eval_set_represents_every_source_of_the_validation_split():
+    raw = compose_raw(["data=classics_bytes"])["data"]
+    raw["cache_dir"] = str(CACHE_DIR)
+    data = prepare(parse(DataConfig, raw, "data."))
+    names = [name for name, _ in data.val_sources]
+    assert set(names) == {"shakespeare", "kjv", "austen"}
+    starts = [start for _, start in data.val_sources] + [len(data.val)]
+    token_share = {n: 0 for n in names}
+    for name, a, b in zip(names, starts, starts[1:]):
+        token_share[name] += (b - a) / len(data.val)
+    eval_set = eval_sequences(data.val, 128, 131072, data.val_sources)
+    assert len(eval_set.sequences) == 1024
+    for name, share in token_share.items():  # a uniform sample: each source near its share of the split
+        assert abs((eval_set.sources == name).mean() - share) < 0.05, (name, share)
+    again = eval_sequences(data.val, 128, 131072, data.val_sources)
+    assert np.array_equal(again.sequences, eval_set.sequences)  # the same for every run of this data config

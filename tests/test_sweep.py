@@ -14,7 +14,7 @@ from tests.conftest import ROOT, run_cli
 # A seconds-long cartesian grid on the real default corpus.
 SWEEP_TINY = ["grid=tiny", "launcher.workers=2", "launcher.status_interval_s=5", "sweep.fit_bootstrap=20",
               "model.seq_len=64", "budget.batch_tokens=2048", "budget.micro_batch_size=16", "eval.tokens=8192",
-              "optim.warmup_steps=2", "grid.warmup_fraction=null"]
+              "optim.warmup_steps=2", "grid.warmup_fraction=null", "run.device=cpu"]
 
 
 def test_local_sweep_runs_skips_and_reruns(tmp_path):
@@ -34,6 +34,20 @@ def test_local_sweep_runs_skips_and_reruns(tmp_path):
             "grid.size", "wallclock_s", "device"} <= set(runs.columns)
     assert set(evals.run_id) == set(runs.run_id)
     assert (sweep / "report" / "fit.json").exists() and (sweep / "report" / "report.md").exists()
+
+    # One law per sweep: the sweep's own fit and `python -m scaling fit SWEEP_DIR` use the manifest's convention pair.
+    assert manifest["conventions"] == {"params": "total", "flops": "6n_attention"}
+    cli_fit = subprocess.run([sys.executable, "-m", "scaling", "fit", str(sweep), "--out", str(tmp_path / "cli"),
+                              "--bootstrap", "20"], cwd=ROOT, capture_output=True, text=True)
+    assert cli_fit.returncode == 0, cli_fit.stderr
+    own, cli = (json.loads((d / "fit.json").read_text()) for d in (sweep / "report", tmp_path / "cli"))
+    assert own["conventions"] == cli["conventions"] and own["conventions"]["params"] == "total"
+    assert own["kaplan"]["L(N, D)"] == cli["kaplan"]["L(N, D)"]
+    assert "N = total parameters; C = FLOPs under 6n_attention" in (sweep / "report" / "report.md").read_text()
+    total = subprocess.run([sys.executable, "-m", "scaling", "fit", str(sweep), "--out", str(tmp_path / "total"),
+                            "--bootstrap", "0", "--total"], cwd=ROOT, capture_output=True, text=True)
+    assert total.returncode == 0, total.stderr
+    assert json.loads((tmp_path / "total" / "fit.json").read_text())["conventions"]["flops"] == "6n"
 
     # Everything finished: a second invocation skips every point and changes no run.
     before = {p["id"]: (sweep / "runs" / p["id"] / "summary.json").stat().st_mtime_ns for p in manifest["points"]}
