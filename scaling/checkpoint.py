@@ -30,7 +30,13 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as e:
+        # A full disk surfaces from torch's C++ writer as a RuntimeError ("iostream error", "unexpected pos"), from
+        # the file system as OSError; either way the temporary file is gone and the previous checkpoint untouched.
+        raise CheckpointError(f"cannot write {path} ({str(e).splitlines()[0][:120]}) (fix: free space or set "
+                              "run.out_dir elsewhere; the last good checkpoint is kept)") from None
     for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
         old.unlink(missing_ok=True)
     return path

@@ -50,13 +50,20 @@ class SweepConfig:
     fit: bool
     """Fit scaling laws when the sweep ends (report/)."""
     fit_params: str
-    """Parameter count the fit uses: non_embedding or total."""
+    """Parameter count N of the sweep's laws (non_embedding or total); with grid.flop_convention it is the
+    convention pair written into the manifest, which every fit of the sweep uses unless told otherwise."""
     fit_bootstrap: int
+    """Bootstrap refits for the intervals (0: none)."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ConfigError("sweep.name", f"{self.name!r} is not a safe directory name",
                               "use letters, digits, '-', '_' and '.'")
+        if self.fit_params not in ("non_embedding", "total"):
+            raise ConfigError("sweep.fit_params", f"unknown parameter count {self.fit_params!r}",
+                              "use total or non_embedding")
+        if self.fit_bootstrap < 0:
+            raise ConfigError("sweep.fit_bootstrap", f"{self.fit_bootstrap} is negative", "use 0 (none) or e.g. 200")
 
 
 EXIT_USER_ERROR = 2
@@ -97,11 +104,24 @@ def absolutize(raw: dict[str, Any], *dotted: str) -> None:
         raw[section][name] = str(Path(raw[section][name]).expanduser().absolute())
 
 
+def resolve_data(raw: dict[str, Any]) -> None:
+    """Corpus paths made absolute (against the directory the user ran from) and their contents fingerprinted,
+    before the config is hashed or frozen: a frozen config names exactly the text it trains on."""
+    from scaling.config import DataConfig, parse
+    from scaling.data import content_fingerprint
+
+    data = raw["data"]
+    data["paths"] = [str(Path(p).expanduser().absolute()) for p in data.get("paths") or []]
+    if data.get("source") == "files" and data.get("fingerprint") is None and data["paths"]:
+        data["fingerprint"] = content_fingerprint(parse(DataConfig, data, "data."))
+
+
 def parse_train_config(raw: dict[str, Any]) -> TrainConfig:
     absolutize(raw, "run.out_dir", "data.cache_dir")
     try:
+        resolve_data(raw)
         return load_train_config(raw)
-    except ConfigError as e:
+    except UserError as e:
         fail(str(e))
 
 
@@ -184,12 +204,21 @@ def sweep_main(cfg: DictConfig) -> None:
     raw["run"]["progress"] = False
     raw["tracking"]["group"] = sweep.name
     absolutize(raw, "data.cache_dir")
+    try:
+        resolve_data(raw)
+    except UserError as e:
+        fail(str(e))
     if raw["data"]["offline"]:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     def body() -> None:
+        nonlocal launcher
         points = expand(grid, raw)
+        if launcher.kind == "slurm":
+            from scaling.launch import resolve_slurm
+
+            launcher = resolve_slurm(launcher, points)
         if sweep.dry_run:
             rates = None
             if sweep.probe:
@@ -203,6 +232,11 @@ def sweep_main(cfg: DictConfig) -> None:
                     if p.grid["size"] not in rates:
                         rates[p.grid["size"]] = tokens_per_second(p.config)
             print(plan_table(points, rates))
+            if launcher.kind == "slurm":
+                from scaling.launch import render_sbatch
+
+                print(f"\n# the array script that would be submitted ({sweep_dir / 'slurm' / 'sweep.sbatch'}):")
+                print(render_sbatch(sweep_dir, sweep.name, [p.id for p in points], launcher))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
         run_sweep(sweep, sweep_dir, grid.kind, points, launcher, testtime, raw["data"].get("task"))
@@ -215,7 +249,8 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
     from scaling.launch import freeze, run_local, statuses, submit_slurm, wait_slurm
     from scaling.results import write_tables
 
-    freeze(sweep_dir, sweep.name, kind, points)
+    conventions = {"params": sweep.fit_params, "flops": points[0].grid["flop_convention"]}
+    freeze(sweep_dir, sweep.name, kind, points, conventions)
     log.info("sweep %s: %d points frozen in %s", sweep.name, len(points), sweep_dir)
     if launcher.kind == "local":
         final = run_local(sweep_dir, launcher)
@@ -235,7 +270,7 @@ def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, la
         from scaling.fit.table import FitInputError, from_sweep
 
         try:
-            table = from_sweep(sweep_dir, params=sweep.fit_params, flops=points[0].grid["flop_convention"])
+            table = from_sweep(sweep_dir)
             results = write_fit(table, sweep_dir / "report", bootstrap=sweep.fit_bootstrap)
             log.info("fit: %s (%s)", sweep_dir / "report" / "report.md", ", ".join(fitted(results)))
         except (FitInputError, ValueError) as e:

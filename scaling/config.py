@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -147,6 +148,10 @@ class DataConfig:
     tokenizer: TokenizerConfig
     cache_dir: str
     """Where tokenizers and memory-mapped token files live, shared by every run with the same data config."""
+    fingerprint: str | None
+    """source=files: a hash of the files' contents, filled in when the config is resolved (leave null). It is part
+    of the run id and of the token cache's key, so replacing a file's text makes new tokens and new runs, and a
+    frozen config whose files have changed since is refused."""
     on_repeat: Literal["warn", "error"]
     """What to do when a budget needs more tokens than the training split has."""
 
@@ -277,7 +282,7 @@ class RunConfig:
     (NaN/inf always stops it); null: only NaN/inf."""
 
     def __post_init__(self) -> None:
-        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "run.device",
+        _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "run.device",
                  f"unknown device {self.device!r}", "use auto, cpu, cuda or cuda:N")
         _require(self.num_threads is None or self.num_threads > 0, "run.num_threads", "must be positive",
                  "use null or a positive integer")
@@ -293,6 +298,10 @@ class TrackingConfig:
     project: str
     group: str | None
     """Runs of one sweep share a group (the sweep sets it)."""
+    redact: bool
+    """Send wandb the metrics and the config only: no system metadata (hostname, environment variables such as
+    SLURM_*, program path, git remote), no system stats, no code; paths in the config relative to the working
+    directory."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,11 +5,17 @@ text/json/parquet files, or a hub dataset), cut into blocks of about ``BLOCK_CHA
 line boundaries, and each block goes to the validation split when a hash of its text falls below
 ``val_fraction`` — so the split is a fixed function of the text, identical for every run with the same data
 config. A byte-level BPE (or the raw bytes) is trained on the training blocks only, both splits are tokenized once
-into ``train.bin`` / ``val.bin`` (uint16), and ``meta.json`` is written last to mark the cache complete.
+into ``train.bin`` / ``val.bin`` (uint16), the source of every validation token span is recorded in
+``val_sources.json`` (the corpus's top-level sources, e.g. shakespeare / kjv / austen), and ``meta.json`` is
+written last to mark the cache complete.
+
+The evaluation set is a fixed, seeded sample of whole sequences drawn across the entire validation split
+(:func:`eval_sequences`), the same for every run of a data config, so it represents the mixture the runs train on.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import hashlib
 import json
@@ -24,14 +30,15 @@ from filelock import FileLock
 
 from scaling.config import DataConfig
 from scaling.errors import UserError
-from scaling.io import atomic_write, atomic_write_json, atomic_write_text, read_json
+from scaling.io import atomic_write, atomic_write_json, atomic_write_text, files_fingerprint, read_json
 
 log = logging.getLogger(__name__)
 
 BLOCK_CHARS = 4096
 EOT = "<|endoftext|>"
 FORMATS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+EVAL_SEED = 0  # the evaluation sample is a function of the validation split alone: identical across runs
 
 
 class DataError(UserError, RuntimeError):
@@ -46,14 +53,18 @@ class TokenData:
     vocab_size: int
     tokenizer_file: Path
     eos_token: str | None
+    val_sources: list[tuple[str, int]]
+    """(source name, first validation token) of each contiguous span of one source, in order."""
 
 
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def _local_files(cfg: DataConfig) -> tuple[str, list[str]]:
+def local_files(paths: list[str]) -> tuple[str, list[str]]:
+    """The format and the files that ``paths`` (files or glob patterns) name; checks they exist, are not all empty,
+    are of one format, and (text and JSON) are UTF-8 text."""
     files: list[str] = []
-    for pattern in cfg.paths:
+    for pattern in paths:
         matches = sorted(glob.glob(os.path.expanduser(pattern)))
         if not matches:
             raise DataError(f"data.paths: no file matches {pattern!r} (fix: point data.paths at existing files)")
@@ -64,7 +75,29 @@ def _local_files(cfg: DataConfig) -> tuple[str, list[str]]:
     if None in kinds or len(kinds) != 1:
         raise DataError(f"data.paths: files must all be one of {sorted(FORMATS)} (got {files[:3]}...) "
                         "(fix: list files of a single format)")
-    return kinds.pop(), files
+    kind = kinds.pop()
+    if kind != "parquet":
+        for f in files:
+            _require_utf8(f)
+    return kind, files
+
+
+def _require_utf8(path: str) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise DataError(f"data.paths: {path} is not UTF-8 text (byte {offset + e.start} cannot be decoded) "
+                                "(fix: convert it to UTF-8, e.g. with iconv, or remove it from data.paths)") from None
+            offset += len(chunk)
+
+
+def content_fingerprint(cfg: DataConfig) -> str | None:
+    """The hash of a files source's contents (None for the other sources)."""
+    return files_fingerprint(local_files(cfg.paths)[1]) if cfg.source == "files" else None
 
 
 def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], str, bool]:
@@ -89,7 +122,7 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
             atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in docs))
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "files":
-        kind, files = _local_files(cfg)
+        kind, files = local_files(cfg.paths)
         try:
             ds = datasets.load_dataset(kind, data_files=files, split="train")
         except Exception as e:  # malformed JSON/parquet surfaces as many exception types inside datasets
@@ -114,18 +147,21 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
 
 
 def split_blocks(records: Iterable[dict], field: str, val_fraction: float,
-                 whole_docs: bool) -> Iterator[tuple[str, bool, bool]]:
-    """Yield (block_text, ends_document, is_val); see :func:`load_documents` for ``whole_docs``."""
+                 whole_docs: bool) -> Iterator[tuple[str, bool, bool, str]]:
+    """Yield (block_text, ends_document, is_val, source); see :func:`load_documents` for ``whole_docs``. The source
+    is the top level of a record's ``source`` field ("kjv" of "kjv/Genesis"), or "all" where records have none."""
     threshold = int(val_fraction * 2**32)
     buffer: list[str] = []
     size = 0
+    source = "all"
 
-    def emit(ends_doc: bool) -> tuple[str, bool, bool]:
+    def emit(ends_doc: bool) -> tuple[str, bool, bool, str]:
         text = ("\n\n" if whole_docs else "\n").join(buffer)
         is_val = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big") < threshold
-        return text, ends_doc, is_val
+        return text, ends_doc, is_val, source
 
     for record in records:
+        source = str(record.get("source") or "all").split("/")[0]
         text = record[field]
         if not isinstance(text, str):
             raise DataError(f"data.text_field: {field!r} holds {type(text).__name__}, not text "
@@ -169,6 +205,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
 
 def cache_key(cfg: DataConfig) -> str:
     semantic = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "on_repeat")}
+    semantic["fingerprint"] = cfg.fingerprint or content_fingerprint(cfg)  # the files' contents, not their names
     semantic["tokenizer"] = cfg.tokenizer.__dict__
     semantic["task"] = cfg.task.__dict__ if cfg.task is not None else None
     semantic["block_chars"], semantic["format"] = BLOCK_CHARS, CACHE_FORMAT
@@ -177,6 +214,11 @@ def cache_key(cfg: DataConfig) -> str:
 
 def prepare(cfg: DataConfig) -> TokenData:
     """Return the token files for ``cfg``, building them once (under a lock shared by parallel runs)."""
+    current = content_fingerprint(cfg)
+    if cfg.fingerprint is not None and current != cfg.fingerprint:
+        raise DataError(f"data.paths: the files changed since this config was resolved (content {cfg.fingerprint}, "
+                        f"now {current}) (fix: restore them, or start the run or sweep again so that a new config, "
+                        "and new runs, are made from the files as they are)")
     root = Path(cfg.cache_dir).expanduser()
     directory = root / f"tokens-{cache_key(cfg)}"
     if not (directory / "meta.json").exists():
@@ -193,8 +235,11 @@ def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
     eot = "" if cfg.tokenizer.kind == "bytes" else EOT
     train_text: list[str] = []
     val_text: list[str] = []
-    for text, ends_doc, is_val in split_blocks(records, field, cfg.val_fraction, whole_docs):
+    val_block_sources: list[str] = []
+    for text, ends_doc, is_val, source in split_blocks(records, field, cfg.val_fraction, whole_docs):
         (val_text if is_val else train_text).append(text + (eot if ends_doc and eot else "\n"))
+        if is_val:
+            val_block_sources.append(source)
     if sum(map(len, train_text)) == 0:
         raise DataError(f"data.source={cfg.source}: the corpus is empty (fix: point the config at non-empty text)")
     if not val_text:
@@ -205,15 +250,29 @@ def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
     tokenizer.save(str(directory / "tokenizer.json"))
     counts = {}
     for split, texts in (("train", train_text), ("val", val_text)):
-        ids = np.concatenate([np.asarray(e.ids, dtype=np.uint16) for e in tokenizer.encode_batch(texts)])
+        encoded = [np.asarray(e.ids, dtype=np.uint16) for e in tokenizer.encode_batch(texts)]
+        ids = np.concatenate(encoded)
         atomic_write(directory / f"{split}.bin", lambda tmp, ids=ids: ids.tofile(tmp))
         counts[split] = int(ids.size)
+        if split == "val":
+            atomic_write_json(directory / "val_sources.json", _source_spans(val_block_sources, encoded))
     atomic_write_json(directory / "meta.json", {
         "format": CACHE_FORMAT, "vocab_size": tokenizer.get_vocab_size(), "dtype": "uint16",
         "eos_token": eot or None, "num_tokens": counts, "source": cfg.source,
     })
     log.info("token cache ready: %d train / %d val tokens, vocab %d", counts["train"], counts["val"],
              tokenizer.get_vocab_size())
+
+
+def _source_spans(block_sources: list[str], blocks: list[np.ndarray]) -> list[tuple[str, int]]:
+    """(source, first token) of each run of consecutive validation blocks from one source."""
+    spans: list[tuple[str, int]] = []
+    start = 0
+    for source, block in zip(block_sources, blocks):
+        if not spans or spans[-1][0] != source:
+            spans.append((source, start))
+        start += len(block)
+    return spans
 
 
 def _open(directory: Path) -> TokenData:
@@ -226,8 +285,9 @@ def _open(directory: Path) -> TokenData:
         if arr.size != meta["num_tokens"][split]:
             raise DataError(f"{directory}/{split}.bin is truncated ({arr.size} of {meta['num_tokens'][split]} "
                             "tokens) (fix: delete the directory to rebuild it)")
+    spans = [(str(name), int(start)) for name, start in read_json(directory / "val_sources.json")]
     return TokenData(directory=directory, train=train, val=val, vocab_size=int(meta["vocab_size"]),
-                     tokenizer_file=directory / "tokenizer.json", eos_token=meta["eos_token"])
+                     tokenizer_file=directory / "tokenizer.json", eos_token=meta["eos_token"], val_sources=spans)
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -264,10 +324,27 @@ class BatchSampler:
         return max(0, sequences_consumed - self.num_sequences) * self.seq_len
 
 
-def eval_sequences(val: np.ndarray, seq_len: int, num_tokens: int) -> np.ndarray:
-    """The fixed held-out sequences: the first ``num_tokens`` of the validation split, in order."""
-    count = min(num_tokens // seq_len, (len(val) - 1) // seq_len)
+@dataclass(frozen=True)
+class EvalSet:
+    sequences: np.ndarray
+    """(count, seq_len + 1) int64 token windows."""
+    sources: np.ndarray
+    """The source name of each sequence (where its first token lies)."""
+
+
+def eval_sequences(val: np.ndarray, seq_len: int, num_tokens: int,
+                   val_sources: list[tuple[str, int]] = ()) -> EvalSet:
+    """The fixed held-out set: ``num_tokens // seq_len`` distinct aligned windows of the validation split, drawn
+    uniformly with a fixed seed, so every source of the corpus is represented in proportion to its share."""
+    available = (len(val) - 1) // seq_len
+    count = min(num_tokens // seq_len, available)
     if count < 1:
         raise DataError(f"the validation split has {len(val)} tokens, less than one sequence of {seq_len} "
                         "(fix: raise data.val_fraction or use more text)")
-    return np.stack([val[i * seq_len : i * seq_len + seq_len + 1] for i in range(count)]).astype(np.int64)
+    starts = np.sort(np.random.default_rng(EVAL_SEED).choice(available, size=count, replace=False)) * seq_len
+    sequences = np.stack([val[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+    if not val_sources:
+        return EvalSet(sequences=sequences, sources=np.full(count, "all"))
+    names = np.array([name for name, _ in val_sources])
+    first_tokens = np.array([start for _, start in val_sources])
+    return EvalSet(sequences=sequences, sources=names[np.searchsorted(first_tokens, starts, side="right") - 1])

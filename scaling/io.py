@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from scaling.errors import UserError
+
+
+class CorruptFile(UserError, ValueError):
+    """A file the project wrote is damaged; the message names it, the line, and the fix."""
+
+
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """0666 less the process's umask: what open() would create (mkstemp's 0600 would hide files from a team)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -18,6 +34,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,5 +76,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON; the file is corrupt") from None
+            raise CorruptFile(f"{path}: line {i + 1} is not valid JSON; the file is corrupt (fix: delete the run "
+                              "directory to start the run over)") from None
     return rows
+
+
+@functools.lru_cache(maxsize=256)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file's bytes; cached by (path, size, mtime), so each file is read once per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """A short hash of the files' names and contents: replacing a file's text changes it, touching it does not."""
+    parts = []
+    for path in sorted(paths):
+        st = os.stat(path)
+        parts.append(f"{path}\0{_content_digest(path, st.st_size, st.st_mtime_ns)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import TrackingConfig
-from scaling.io import read_jsonl
+from scaling.io import atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class MetricsLog:
             # Events after the checkpoint will be produced again by the resumed run: drop them (and a truncated
             # last line) so the file has no duplicated or missing steps.
             rows = [r for r in read_jsonl(path) if r["step"] <= resume_after_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))  # never a half-written history
         elif resume_after_step is None:
             path.write_text("")
         self._file = open(path, "a", encoding="utf-8")
@@ -36,6 +36,19 @@ class MetricsLog:
         self._file.close()
 
 
+def relative_paths(tree: Any) -> Any:
+    """``tree`` with absolute paths made relative to the working directory (or cut to their last two parts when
+    outside it), so a shared wandb project does not learn the machine's directory layout."""
+    if isinstance(tree, dict):
+        return {k: relative_paths(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [relative_paths(v) for v in tree]
+    if isinstance(tree, str) and os.path.isabs(tree):
+        relative = os.path.relpath(tree)
+        return relative if not relative.startswith("..") else os.path.join("...", *Path(tree).parts[-2:])
+    return tree
+
+
 class WandbMirror:
     """Mirror of the metrics into wandb (`offline` needs no account and writes under the run directory)."""
 
@@ -46,9 +59,12 @@ class WandbMirror:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        settings = wandb.Settings(x_disable_meta=True, x_disable_stats=True, x_disable_machine_info=True,
+                                  disable_git=True, disable_code=True, save_code=False) if cfg.redact else None
         try:
             self.run = wandb.init(mode=cfg.mode, project=cfg.project, group=cfg.group, name=name, id=name,
-                                  dir=str(run_dir), config=config, resume="allow", reinit="finish_previous")
+                                  dir=str(run_dir), config=relative_paths(config) if cfg.redact else config,
+                                  resume="allow", reinit="finish_previous", settings=settings)
         except Exception as e:  # wandb raises UsageError/CommError; tracking must never cost the run
             log.warning("wandb %s tracking is off for this run: %s (fix: `wandb login`, or tracking=offline)",
                         cfg.mode, e)

@@ -29,18 +29,18 @@ from filelock import FileLock, Timeout
 
 from scaling import checkpoint, flops
 from scaling.config import TrainConfig, run_id, to_dict
-from scaling.data import BatchSampler, DataError, eval_sequences, prepare
+from scaling.data import BatchSampler, DataError, EvalSet, TokenData, eval_sequences, prepare
 from scaling.errors import UserError
 from scaling.hardware import (autocast, autocast_dtype, configure_tf32, keep_freed_memory, peak_flops_per_s,
                               resolve_device, resolve_threads)
-from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.io import atomic_write_json, atomic_write_text
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
+from scaling.summary import SUMMARY_FORMAT, read_summary
 from scaling.tracking import MetricsLog, WandbMirror
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FORMAT = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
@@ -49,10 +49,6 @@ class RunBusy(Exception):
 
 
 class OutOfMemory(UserError, RuntimeError):
-    pass
-
-
-class SummaryCorrupt(UserError, RuntimeError):
     pass
 
 
@@ -94,47 +90,82 @@ class _StopFlag:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, sequences: torch.Tensor, micro_batch_size: int, device: torch.device,
-             dtype: torch.dtype | None) -> float:
+def evaluate(model: GPT, eval_set: EvalSet, micro_batch_size: int, device: torch.device,
+             dtype: torch.dtype | None) -> dict[str, Any]:
+    """Mean held-out loss, its standard error over sequences, and the mean loss of each corpus source."""
     model.eval()
-    total = 0.0
+    sequences = torch.from_numpy(eval_set.sequences)
+    per_sequence = []
     for i in range(0, len(sequences), micro_batch_size):
         chunk = sequences[i : i + micro_batch_size].to(device)
         with autocast(device, dtype):
-            total += model(chunk[:, :-1], chunk[:, 1:]).item() * len(chunk)
+            logits = model(chunk[:, :-1])
+        token_loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), chunk[:, 1:], reduction="none")
+        per_sequence.append(token_loss.mean(1).cpu())
     model.train()
-    return total / len(sequences)
+    losses = torch.cat(per_sequence).double().numpy()
+    se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else None
+    by_source = {str(name): float(losses[eval_set.sources == name].mean()) for name in np.unique(eval_set.sources)}
+    return {"val_loss": float(losses.mean()), "val_loss_se": se, "val_loss_by_source": by_source}
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                micro_batches: list[torch.Tensor], device: torch.device, dtype: torch.dtype | None,
-               grad_clip: float) -> tuple[float, float]:
-    """One optimizer step over ``micro_batches`` (gradient accumulation); returns (mean loss, gradient norm)."""
-    step_loss = 0.0
+               grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns (mean loss, gradient norm) as
+    tensors on the device: reading them waits for the device, so the loop reads them only when it logs."""
+    step_loss = torch.zeros((), device=device)
     for batch in micro_batches:
         with autocast(device, dtype):
             loss = model(batch[:, :-1], batch[:, 1:])
         scaler.scale(loss / len(micro_batches)).backward()
-        step_loss += loss.item() / len(micro_batches)
+        step_loss += loss.detach().float() / len(micro_batches)
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return step_loss, grad_norm.item()
+    return step_loss, grad_norm
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run has a valid summary (a file that is not one is an error naming it, never "finished")."""
+    if not (run_dir / "summary.json").exists():
+        return False
+    read_summary(run_dir / "summary.json")
+    return True
+
+
+def _check_data(cfg: TrainConfig, data: TokenData) -> None:
+    """The data mistakes that can be known before training: found before the run directory is made."""
+    if data.vocab_size > cfg.model.vocab_size:
+        raise DataError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+                        f"{data.vocab_size} tokens (fix: set model.vocab_size >= {data.vocab_size})")
+    sampler = BatchSampler(data.train, cfg.model.seq_len, cfg.seed)
+    needed = cfg.num_steps * cfg.grad_accum_steps * cfg.budget.micro_batch_size
+    if needed > sampler.num_sequences:
+        message = (f"budget.tokens={cfg.budget.tokens} needs {needed * cfg.model.seq_len} training tokens but the "
+                   f"training split has {sampler.num_sequences * cfg.model.seq_len}: "
+                   f"{sampler.repeated_tokens(needed)} tokens will be repeated")
+        if cfg.data.on_repeat == "error":
+            raise DataError(f"{message} (fix: lower budget.tokens, use more data, or data.on_repeat=warn)")
+        log.warning("!!! %s !!!", message)
 
 
 def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
     """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
     rid = run_id(cfg)
     run_dir = Path(cfg.run.out_dir) / rid
-    if (run_dir / "summary.json").exists():
-        try:
-            read_json(run_dir / "summary.json")
-        except ValueError:
-            raise SummaryCorrupt(f"{run_dir / 'summary.json'} is corrupt; delete it to re-run the point") from None
+    if _finished(run_dir):
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
+    data = prepare(cfg.data)
+    _check_data(cfg, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     # One process per run: the lock is the kernel's (flock), so it is released when its holder dies, however it dies.
     lock = FileLock(str(run_dir / ".lock"))
@@ -142,29 +173,29 @@ def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunBusy(f"run {rid} is being trained by another process ({run_dir})") from None
-    file_handler = logging.FileHandler(run_dir / "train.log")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(file_handler)
     try:
-        return _train(cfg, rid, run_dir, resolved_yaml)
+        if _finished(run_dir):  # another process finished it between the first look and the lock
+            log.info("run %s was finished by another process: %s", rid, run_dir)
+            return run_dir
+        file_handler = logging.FileHandler(run_dir / "train.log")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(file_handler)
+        try:
+            return _train(cfg, rid, run_dir, resolved_yaml, data)
+        finally:
+            logging.getLogger().removeHandler(file_handler)
+            file_handler.close()
     finally:
-        logging.getLogger().removeHandler(file_handler)
-        file_handler.close()
         lock.release()
 
 
-def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Path:
+def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: TokenData) -> Path:
     start_time = time.time()
     torch.set_num_threads(resolve_threads(cfg.run))
     keep_freed_memory()
     device = resolve_device(cfg.run)
     dtype = autocast_dtype(cfg.precision, device)
     configure_tf32(cfg.precision, device)
-
-    data = prepare(cfg.data)
-    if data.vocab_size > cfg.model.vocab_size:
-        raise DataError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
-                        f"{data.vocab_size} tokens (fix: set model.vocab_size >= {data.vocab_size})")
     atomic_write_text(run_dir / "config.yaml", resolved_yaml)
 
     torch.manual_seed(cfg.seed)
@@ -174,16 +205,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
     step_model = torch.compile(model) if cfg.run.compile else model
 
     sampler = BatchSampler(data.train, cfg.model.seq_len, cfg.seed)
-    eval_seqs = torch.from_numpy(eval_sequences(data.val, cfg.model.seq_len, cfg.eval.tokens))
+    eval_set = eval_sequences(data.val, cfg.model.seq_len, cfg.eval.tokens, data.val_sources)
     num_steps, accum, mb = cfg.num_steps, cfg.grad_accum_steps, cfg.budget.micro_batch_size
-    needed = num_steps * accum * mb
-    if needed > sampler.num_sequences:
-        message = (f"budget.tokens={cfg.budget.tokens} needs {needed * cfg.model.seq_len} training tokens but the "
-                   f"training split has {sampler.num_sequences * cfg.model.seq_len}: "
-                   f"{sampler.repeated_tokens(needed)} tokens will be repeated")
-        if cfg.data.on_repeat == "error":
-            raise DataError(f"{message} (fix: lower budget.tokens, use more data, or data.on_repeat=warn)")
-        log.warning("!!! %s !!!", message)
 
     fpt = flops.all_flops_per_token(cfg.model)
     params = flops.count_params(cfg.model)
@@ -191,6 +214,9 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
     tokens_per_step = accum * mb * cfg.model.seq_len
 
     step, elapsed_before = 0, 0.0
+    val_losses: list[float] = []
+    last_eval: dict[str, Any] = {}
+    best_loss, last_good_step = math.inf, 0
     ckpt = checkpoint.latest(run_dir)
     if ckpt is not None:
         state = checkpoint.load(ckpt, rid)
@@ -203,6 +229,11 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         np.random.set_state(("MT19937", state["rng_numpy"][0].numpy().astype(np.uint32), int(np_position),
                              int(np_has_gauss), float(np_gauss)))
         elapsed_before = float(state["wallclock_s"])
+        # What the summary and the divergence guard know of the steps before the checkpoint.
+        val_losses = [float(v) for v in state["val_losses"]]
+        last_eval = {"val_loss": state["last_val_loss"], "val_loss_se": state["last_val_loss_se"],
+                     "val_loss_by_source": dict(zip(state["last_val_sources"], state["last_val_source_losses"]))}
+        best_loss, last_good_step = float(state["best_loss"]), int(state["last_good_step"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         step = int(state["step"])
@@ -220,7 +251,11 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
                  "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(), "rng_python": random.getstate(),
                  "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
                  "wallclock_s": elapsed_before + time.time() - start_time,
-                 "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()}}
+                 "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
+                 "val_losses": list(val_losses), "best_loss": best_loss, "last_good_step": last_good_step,
+                 "last_val_loss": last_eval.get("val_loss"), "last_val_loss_se": last_eval.get("val_loss_se"),
+                 "last_val_sources": list((last_eval.get("val_loss_by_source") or {}).keys()),
+                 "last_val_source_losses": list((last_eval.get("val_loss_by_source") or {}).values())}
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
         checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
@@ -230,9 +265,13 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
              cfg.precision.dtype)
     progress = _progress_bar(cfg.run.progress, num_steps, step)
     stop = _StopFlag()
-    status, val_losses, last_good_step, best_loss = "finished", [], step, math.inf
+    status = "finished"
+    last_good_step = max(last_good_step, step)
     last_checkpoint_time = time.time()
-    window_start, window_tokens = time.perf_counter(), 0
+    # The throughput window counts training steps only: evals, checkpoint writes and the first (compiling) step of
+    # a compiled model are timed and left out, so tokens/s and MFU describe training.
+    window_start, window_tokens, window_excluded_s = time.perf_counter(), 0, 0.0
+    first_step_of_process = True
     try:
         while step < num_steps:
             lr = lr_at(step, num_steps, cfg.optim)
@@ -242,41 +281,52 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
             micro_batches = [torch.from_numpy(sampler.batch(first + i * mb, mb)).to(device, non_blocking=True)
                              for i in range(accum)]
             try:
-                step_loss, grad_norm = train_step(step_model, optimizer, scaler, micro_batches, device, dtype,
-                                                  cfg.optim.grad_clip)
+                loss_t, grad_norm_t = train_step(step_model, optimizer, scaler, micro_batches, device, dtype,
+                                                 cfg.optim.grad_clip)
             except torch.OutOfMemoryError:
                 raise OutOfMemory(f"out of {device.type} memory at budget.micro_batch_size={mb} (fix: "
                                   f"budget.micro_batch_size={max(1, mb // 2)}; gradient accumulation keeps "
                                   f"budget.batch_tokens={cfg.budget.batch_tokens})") from None
             step += 1
             window_tokens += tokens_per_step
+            if first_step_of_process and cfg.run.compile:
+                _synchronize(device)
+                window_start, window_tokens = time.perf_counter(), 0
+            first_step_of_process = False
 
-            spike = cfg.run.divergence_factor is not None and step_loss > cfg.run.divergence_factor * best_loss
-            if not math.isfinite(step_loss) or spike:
-                status = "diverged"
-                log.error("loss %s at step %d%s: run marked diverged (last good step %d)", step_loss, step,
-                          f" is over {cfg.run.divergence_factor}x the best {best_loss:.4f}" if spike else "",
-                          last_good_step)
-                break
-            last_good_step, best_loss = step, min(best_loss, step_loss)
             if step % cfg.run.log_interval_steps == 0 or step == num_steps:
-                elapsed = time.perf_counter() - window_start
-                tokens_per_s = window_tokens / elapsed
+                step_loss, grad_norm = float(loss_t), float(grad_norm_t)  # the only per-interval host sync
+                # The divergence guard acts on the logged losses: NaN/inf, or a spike over the best logged so far.
+                spike = cfg.run.divergence_factor is not None and step_loss > cfg.run.divergence_factor * best_loss
+                if not math.isfinite(step_loss) or spike:
+                    status = "diverged"
+                    log.error("loss %s at step %d%s: run marked diverged (last good step %d)", step_loss, step,
+                              f" is over {cfg.run.divergence_factor}x the best {best_loss:.4f}" if spike else "",
+                              last_good_step)
+                    break
+                last_good_step, best_loss = step, min(best_loss, step_loss)
+                elapsed = time.perf_counter() - window_start - window_excluded_s
+                tokens_per_s = window_tokens / elapsed if window_tokens and elapsed > 0 else None
                 event = {"event": "train", **counters(step), "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                          "tokens_per_s": tokens_per_s,
-                         "mfu": tokens_per_s * fpt["6n_attention"] / peak if peak else None}
+                         "mfu": tokens_per_s * fpt["6n_attention"] / peak if peak and tokens_per_s else None}
                 metrics.write(event)
                 tracker.log(event)
-                window_start, window_tokens = time.perf_counter(), 0
+                if progress is not None:
+                    progress.set_postfix(loss=f"{step_loss:.3f}", val=f"{val_losses[-1]:.3f}" if val_losses else "-")
+                window_start, window_tokens, window_excluded_s = time.perf_counter(), 0, 0.0
             if (cfg.eval.interval_steps and step % cfg.eval.interval_steps == 0) or step == num_steps:
-                val_loss = evaluate(model, eval_seqs, mb, device, dtype)
-                val_losses.append(val_loss)
-                event = {"event": "eval", **counters(step), "val_loss": val_loss}
+                _synchronize(device)
+                eval_start = time.perf_counter()
+                evaluation = evaluate(model, eval_set, mb, device, dtype)
+                window_excluded_s += time.perf_counter() - eval_start
+                val_losses.append(evaluation["val_loss"])
+                last_eval = evaluation
+                event = {"event": "eval", **counters(step), **evaluation}
                 metrics.write(event)
                 tracker.log(event)
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{step_loss:.3f}", val=f"{val_losses[-1]:.3f}" if val_losses else "-")
             if stop.signum is not None:
                 save_checkpoint()
                 raise Interrupted(f"stopped by signal {stop.signum} at step {step}; run again to resume")
@@ -284,22 +334,33 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
             due_by_time = (cfg.checkpoint.interval_minutes
                            and time.time() - last_checkpoint_time >= 60 * cfg.checkpoint.interval_minutes)
             if (due_by_steps or due_by_time) and step < num_steps:
+                _synchronize(device)
+                checkpoint_start = time.perf_counter()
                 save_checkpoint()
+                window_excluded_s += time.perf_counter() - checkpoint_start
                 last_checkpoint_time = time.time()
     finally:
-        stop.restore()
+        if sys.exc_info()[1] is not None:  # failing or interrupted: nothing more to protect
+            stop.restore()
         metrics.close()
         if progress is not None:
             progress.close()
 
+    # The stop handlers stay until the summary is written: a signal during the export is noted, not fatal, and the
+    # final step is checkpointed first, so even a kill there resumes at the end rather than at an earlier checkpoint.
     if cfg.run.export_hf and status == "finished":
         from scaling.export import save_transformers  # transformers takes seconds to import: only when exporting
 
+        if ckpt is None or step > int(ckpt.stem.split("-")[1]):
+            save_checkpoint()
         save_transformers(model, data.tokenizer_file, data.eos_token, run_dir / "hf")
     summary = {
         "format": SUMMARY_FORMAT, "run_id": rid, "status": status,
         "final_val_loss": val_losses[-1] if val_losses else None,
-        "min_val_loss": min(val_losses) if val_losses else None,
+        "min_val_loss": min(val_losses) if val_losses else None, "num_evals": len(val_losses),
+        "final_val_loss_se": last_eval.get("val_loss_se"),
+        "final_val_loss_by_source": last_eval.get("val_loss_by_source"),
+        "eval_sequences": len(eval_set.sequences),
         "steps": step, "last_good_step": last_good_step, "num_steps_planned": num_steps,
         "tokens": step * tokens_per_step, "budget_tokens": cfg.budget.tokens,
         "tokens_repeated": sampler.repeated_tokens(step * accum * mb),
@@ -315,6 +376,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str) -> Pat
         "seed": cfg.seed,
     }
     atomic_write_json(run_dir / "summary.json", summary)
+    stop.restore()
     if status == "finished":
         checkpoint.remove_all(run_dir)  # the finished model lives in hf/; a finished run never resumes
     tracker.finish(summary)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from scaling.cli import absolutize
+from scaling.cli import absolutize, resolve_data
 from scaling.config import TrainConfig, load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,11 +20,11 @@ CONFIGS = ROOT / "configs"
 # The token cache is shared with `make demo`: the default corpus is tokenized once per machine.
 CACHE_DIR = Path(os.environ.get("SCALING_CACHE_DIR", ROOT / ".cache" / "scaling"))
 
-# A run that takes a few seconds on one CPU thread.
+# A run that takes a few seconds on one CPU thread; pinned to the CPU, so the suite is the same on a GPU box.
 TINY = [
     "model.seq_len=64", "budget.tokens=61440", "budget.batch_tokens=2048", "budget.micro_batch_size=16",
     "optim.warmup_steps=5", "eval.interval_steps=10", "eval.tokens=8192", "run.progress=false",
-    "run.log_interval_steps=5", "run.cpu_peak_flops_per_s=1e11",
+    "run.log_interval_steps=5", "run.cpu_peak_flops_per_s=1e11", "run.device=cpu",
 ]
 
 torch.set_num_threads(1)
@@ -43,6 +43,7 @@ def compose_raw(overrides: list[str], config_name: str = "train") -> dict[str, A
 def make_config(tmp_path: Path, overrides: list[str] = ()) -> tuple[TrainConfig, dict[str, Any]]:
     raw = compose_raw([f"run.out_dir={tmp_path / 'runs'}", *TINY, *overrides])
     absolutize(raw, "run.out_dir", "data.cache_dir")
+    resolve_data(raw)
     return load_train_config(raw), raw
 
 
@@ -60,8 +61,12 @@ def tiny(tmp_path: Path) -> tuple[TrainConfig, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    """A running single-node Slurm; skipped (with the reason) where it cannot be installed."""
+    """A running single-node Slurm; skipped (with the reason) where it cannot be installed, or where
+    SCALING_TEST_NO_SYSTEM=1 asks the tests not to install packages or start daemons on this machine."""
     from tests.slurm import LocalSlurm, SlurmUnavailable
+
+    if os.environ.get("SCALING_TEST_NO_SYSTEM") == "1":
+        pytest.skip("SCALING_TEST_NO_SYSTEM=1: no Slurm installed or started")
 
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     try:

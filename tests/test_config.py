@@ -20,9 +20,17 @@ COMPANIONS = {
 
 @pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))])
 def test_every_group_option_composes_and_validates(group, option):
+    import yaml
+
     raw = compose_raw([f"{group}={option}", *COMPANIONS.get(option, [])])
     cfg = load_train_config(raw)
-    assert getattr(cfg, group) is not None
+    # Every plain value the option's file sets reaches the validated config (inherited files: their own keys).
+    own = yaml.safe_load((CONFIGS / group / f"{option}.yaml").read_text()) or {}
+    section = getattr(cfg, group)
+    for key, value in own.items():
+        mandatory_or_interpolated = str(value) == "???" or str(value).startswith("${")
+        if key != "defaults" and not isinstance(value, (dict, list)) and not mandatory_or_interpolated:
+            assert getattr(section, key) == value, (group, option, key)
 
 
 @pytest.mark.parametrize("overrides,field,words", [

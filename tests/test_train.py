@@ -6,11 +6,12 @@ import json
 import logging
 import math
 
+import pytest
+import torch
 import yaml
 
 from scaling.cli import frozen_yaml
 from scaling.config import run_id
-from scaling.hardware import cpu_has_fast_bf16
 from scaling.io import read_jsonl
 from scaling.trainer import train
 from tests.conftest import make_config, run_cli
@@ -38,6 +39,12 @@ def test_tiny_run_writes_its_directory_and_learns(tmp_path):
     assert [e["step"] for e in evals] == [10, 20, 30]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.3
     assert summary["final_val_loss"] == evals[-1]["val_loss"]
+    # The eval loss carries its standard error over sequences and one loss per corpus source, which average back
+    # to it with each source weighted by its share of the eval sequences.
+    assert 0 < summary["final_val_loss_se"] < 0.1 * summary["final_val_loss"]
+    by_source = summary["final_val_loss_by_source"]
+    assert set(by_source) == {"shakespeare", "kjv", "austen"}
+    assert min(by_source.values()) < summary["final_val_loss"] < max(by_source.values())
     train_events = [e for e in events if e["event"] == "train"]
     assert all(e["tokens_per_s"] > 0 and 0 < e["mfu"] for e in train_events)
     assert all(e["flops_6n_attention"] > e["flops_kaplan"] for e in train_events)
@@ -48,15 +55,29 @@ def test_tiny_run_writes_its_directory_and_learns(tmp_path):
     assert saved["model"]["d_model"] == cfg.model.d_model and saved["budget"]["tokens"] == cfg.budget.tokens
 
 
-def test_bf16_autocast_on_cpu_learns_and_says_when_it_is_emulated(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="scaling.hardware"):
-        _, run_dir = _train(tmp_path, ["precision=bf16", "budget.tokens=20480", "eval.interval_steps=5",
-                                       "eval.tokens=4096"])
+def test_bf16_autocast_on_cpu_learns(tmp_path):
+    _, run_dir = _train(tmp_path, ["precision=bf16", "budget.tokens=20480", "eval.interval_steps=5",
+                                   "eval.tokens=4096"])
     evals = [e for e in read_jsonl(run_dir / "metrics.jsonl") if e["event"] == "eval"]
     assert all(math.isfinite(e["val_loss"]) for e in evals)
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.3
-    assert ("bf16 is emulated" in caplog.text) == (not cpu_has_fast_bf16())
-    assert "fix: precision=fp32" in caplog.text or cpu_has_fast_bf16()
+
+
+@pytest.mark.parametrize("flags,emulated", [("fpu sse avx2", True), ("fpu avx512f avx512_bf16", False),
+                                            ("fpu amx_bf16 amx_tile", False)])
+def test_bf16_on_a_cpu_without_bf16_units_says_so_with_the_fix(tmp_path, monkeypatch, caplog, flags, emulated):
+    from pathlib import Path
+
+    from scaling import hardware
+    from scaling.config import PrecisionConfig
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
+    real_path = Path
+    monkeypatch.setattr(hardware, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    with caplog.at_level(logging.WARNING, logger="scaling.hardware"):
+        hardware.autocast_dtype(PrecisionConfig(dtype="bf16", tf32=False), torch.device("cpu"))
+    assert ("bf16 is emulated" in caplog.text and "fix: precision=fp32" in caplog.text) == emulated
 
 
 def test_same_seed_same_losses_and_finished_run_is_a_no_op(tmp_path):
@@ -87,9 +108,42 @@ def test_cli_runs_and_rerun_from_saved_config(tmp_path):
         (run_dir / "summary.json").read_text())["final_val_loss"]
 
 
-def test_wandb_offline_mirror(tmp_path):
+def wandb_records(path):
+    """The records of an offline wandb run file (its header, then LevelDB-log framing of protobuf records)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, pos, pending, records = path.read_bytes(), 32768, 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            record = pb.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_offline_mirror_logs_what_metrics_jsonl_holds_and_nothing_of_the_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "marker-7b1e")  # wandb's metadata would carry the SLURM_* environment
     _, run_dir = _train(tmp_path, ["tracking=offline", "budget.tokens=20480"])
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = {}
+    for record in wandb_records(run_file):
+        if record.WhichOneof("record_type") == "history":
+            items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            logged.setdefault(items["_step"], {}).update(items)
+    events = read_jsonl(run_dir / "metrics.jsonl")
+    for e in events:
+        key = "loss" if e["event"] == "train" else "val_loss"
+        assert logged[e["step"]][key] == e[key]
+    data = run_file.read_bytes()
+    assert b"marker-7b1e" not in data and str(tmp_path).encode() not in data  # redacted: no environment, no paths
 
 
 def test_divergence_stops_the_run_and_marks_it(tmp_path):

@@ -23,6 +23,7 @@ import yaml
 from scaling.config import ModelConfig, load_train_config
 from scaling.flops import matmul_params
 from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.results import point_status, read_manifest
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops, verifier_flops
 from scaling.testtime.sampling import Policy, sample_problems
@@ -250,10 +251,9 @@ def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: dict[str, Any]) -> dic
     problems = held_out_problems(task["modulus"], task["test_max_steps"], task["test_per_length"], task["seed"])
     pool = generate(cfg.verifier.train_problems, task["min_steps"], task["max_steps"], task["modulus"],
                     seed=task["seed"] + 424242, exclude=frozenset(p.prompt for p in problems))
-    manifest = read_json(sweep_dir / "manifest.json")
-    runs = [sweep_dir / "runs" / p["id"] for p in manifest["points"]
-            if (sweep_dir / "runs" / p["id"] / "summary.json").exists()
-            and read_json(sweep_dir / "runs" / p["id"] / "summary.json")["status"] == "finished"]
+    # The sweep's one reader validates the manifest's run ids before any path is built from them.
+    runs = [sweep_dir / "runs" / p["id"] for p in read_manifest(sweep_dir)["points"]
+            if point_status(sweep_dir / "runs" / p["id"])[0] == "finished"]
     models = [study_model(r, problems, pool, cfg, out_dir) for r in runs]
     results = analyse(models, cfg, task["max_steps"])
     results["test_set"] = {"problems": len(problems), "lengths": f"1..{task['test_max_steps']}",
