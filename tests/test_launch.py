@@ -74,3 +74,43 @@ def test_gpu_peaks_name_the_card(name, dtype, peak):
 def test_unknown_gpu_has_no_peak():
     with pytest.warns(UserWarning, match="MFU will not be logged"):
         assert gpu_peak_flops_per_s("Tesla V100-SXM2-16GB", "bf16") is None
+
+
+def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(monkeypatch):
+    import torch
+
+    from scaling.config import PrecisionConfig
+    from scaling.hardware import PrecisionError, autocast_dtype
+
+    # A V100 (compute capability 7.0): torch.cuda.is_bf16_supported() says yes, its tensor cores say no.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    with pytest.raises(PrecisionError, match="compute capability 7.0.*precision=fp16"):
+        autocast_dtype(PrecisionConfig(dtype="bf16", tf32=False), torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert autocast_dtype(PrecisionConfig(dtype="bf16", tf32=False), torch.device("cuda")) == torch.bfloat16
+
+
+def test_gpu_benchmark_keeps_each_figure_and_records_a_failure(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from bench import gpu
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(gpu, "big_model", lambda compile_model: {"compile": compile_model, "mfu": 0.5})
+
+    def packing(points_per_gpu):
+        if points_per_gpu == 4:
+            raise RuntimeError("CUDA error: out of memory")
+        return {"points_per_gpu": 1, "points_per_hour": 100.0}
+
+    monkeypatch.setattr(gpu, "packing", packing)
+    out = tmp_path / "gpu.json"
+    gpu.main(out)
+    results = json.loads(out.read_text())
+    assert results["eager"]["mfu"] == 0.5 and results["packing_1"]["points_per_hour"] == 100.0
+    assert "out of memory" in results["packing_4"]["error"] and "packing_ratio" not in results

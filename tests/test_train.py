@@ -154,3 +154,23 @@ def test_divergence_stops_the_run_and_marks_it(tmp_path):
     assert summary["status"] == "diverged"
     assert summary["steps"] < cfg.num_steps and summary["last_good_step"] < summary["steps"]
     assert (run_dir / "metrics.jsonl").exists() and not (run_dir / "hf").exists()
+
+
+def test_the_training_loop_reads_device_values_only_when_it_logs(tmp_path, monkeypatch):
+    """Reading a loss or a gradient norm waits for the device; the loop does it once per log interval, not per
+    step (30 steps, logs every 5: at most 2 values per log, none per step)."""
+    reads = []
+    real_item, real_float = torch.Tensor.item, torch.Tensor.__float__
+
+    def item(self):
+        reads.append("item")
+        return real_item(self)
+
+    def as_float(self):
+        reads.append("float")
+        return real_float(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    monkeypatch.setattr(torch.Tensor, "__float__", as_float)
+    cfg, _ = _train(tmp_path, ["eval.interval_steps=0", "run.export_hf=false"])
+    assert cfg.num_steps == 30 and len(reads) <= 2 * (30 // 5)
