@@ -36,6 +36,7 @@ sweep: setup
 	$(BIN)/python sweep.py
 
 test: setup
+	$(BIN)/ruff check scaling tests bench train.py sweep.py
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup
