@@ -19,24 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from scaling.config import ConfigError, TrainConfig, load_train_config
-from scaling.errors import UserError
+from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from scaling.sweepdir import frozen_yaml
 
 log = logging.getLogger("scaling")
-
-# Written above every frozen config so that `python train.py --config-path DIR --config-name config` re-runs it
-# with the same Hydra settings as train.yaml (no Hydra output directory, our own logging).
-FROZEN_HEADER = """\
-# Fully resolved config of one run; re-run it with:
-#   python train.py --config-path {directory} --config-name config
-defaults:
-  - _self_
-  - override hydra/job_logging: none
-  - override hydra/hydra_logging: none
-hydra:
-  run:
-    dir: .
-  output_subdir: null
-"""
 
 @dataclass(frozen=True, kw_only=True)
 class SweepConfig:
@@ -64,11 +50,6 @@ class SweepConfig:
                               "use total or non_embedding")
         if self.fit_bootstrap < 0:
             raise ConfigError("sweep.fit_bootstrap", f"{self.fit_bootstrap} is negative", "use 0 (none) or e.g. 200")
-
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 3  # checkpointed after a stop signal: run it again to resume
-EXIT_BUSY = 4  # another process holds the run's lock
 
 
 def setup_logging() -> None:
@@ -104,6 +85,13 @@ def absolutize(raw: dict[str, Any], *dotted: str) -> None:
         raw[section][name] = str(Path(raw[section][name]).expanduser().absolute())
 
 
+def register_tasks() -> None:
+    """The generated tasks the project ships (the data layer knows none by itself)."""
+    from scaling.testtime.task import register
+
+    register()
+
+
 def resolve_data(raw: dict[str, Any]) -> None:
     """Corpus paths made absolute (against the directory the user ran from) and their contents fingerprinted,
     before the config is hashed or frozen: a frozen config names exactly the text it trains on."""
@@ -123,10 +111,6 @@ def parse_train_config(raw: dict[str, Any]) -> TrainConfig:
         return load_train_config(raw)
     except UserError as e:
         fail(str(e))
-
-
-def frozen_yaml(raw: dict[str, Any], directory: Path) -> str:
-    return FROZEN_HEADER.format(directory=directory) + OmegaConf.to_yaml(OmegaConf.create(raw))
 
 
 def run_guarded(body: Callable[[], None]) -> None:
@@ -152,6 +136,7 @@ def run_guarded(body: Callable[[], None]) -> None:
 
 def train_main(cfg: DictConfig) -> None:
     setup_logging()
+    register_tasks()
     raw = to_container(cfg)
     train_cfg = parse_train_config(raw)
     if train_cfg.data.offline:
@@ -246,8 +231,9 @@ def sweep_main(cfg: DictConfig) -> None:
 
 def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, launcher: Any, testtime: Any = None,
               task: dict[str, Any] | None = None) -> None:
-    from scaling.launch import freeze, run_local, statuses, submit_slurm, wait_slurm
+    from scaling.launch import run_local, submit_slurm, wait_slurm
     from scaling.results import write_tables
+    from scaling.sweepdir import freeze, statuses
 
     conventions = {"params": sweep.fit_params, "flops": points[0].grid["flop_convention"]}
     freeze(sweep_dir, sweep.name, kind, points, conventions)

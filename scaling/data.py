@@ -23,12 +23,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from filelock import FileLock
 
-from scaling.config import DataConfig
+from scaling.config import DataConfig, TaskConfig
 from scaling.errors import UserError
 from scaling.io import atomic_write, atomic_write_json, atomic_write_text, files_fingerprint, read_json
 
@@ -43,6 +43,17 @@ EVAL_SEED = 0  # the evaluation sample is a function of the validation split alo
 
 class DataError(UserError, RuntimeError):
     """A data problem the user can fix; the message names the field and the fix."""
+
+
+TaskCorpus = Callable[[TaskConfig], list[dict[str, str]]]
+TASK_CORPORA: dict[str, TaskCorpus] = {}
+"""Generated corpora (data.source=task) by task name. An experiment registers its task here before data is
+prepared (:func:`register_task`): the generic data layer never imports an experiment."""
+
+
+def register_task(name: str, corpus: TaskCorpus) -> None:
+    """Make ``corpus(task_config)`` -> training documents ({"text": ...}) the corpus of task ``name``."""
+    TASK_CORPORA[name] = corpus
 
 
 @dataclass(frozen=True)
@@ -112,14 +123,14 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
         path = build_classics(cache_dir / "corpora" / "classics.jsonl")
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "task":
-        from scaling.testtime.task import held_out_problems, training_documents
-
-        t = cfg.task
-        path = cache_dir / "corpora" / f"{t.name}-{cache_key(cfg)}.jsonl"
+        corpus = TASK_CORPORA.get(cfg.task.name)
+        if corpus is None:
+            raise DataError(f"data.task.name={cfg.task.name!r}: no task of that name is registered (known: "
+                            f"{', '.join(sorted(TASK_CORPORA)) or 'none'}) (fix: run it through train.py or sweep.py, "
+                            "which register the project's tasks, or call scaling.testtime.task.register())")
+        path = cache_dir / "corpora" / f"{cfg.task.name}-{cache_key(cfg)}.jsonl"
         if not path.exists():
-            held_out = held_out_problems(t.modulus, t.test_max_steps, t.test_per_length, t.seed)
-            docs = training_documents(t.modulus, t.min_steps, t.max_steps, t.num_train, t.seed + 1, held_out)
-            atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in docs))
+            atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in corpus(cfg.task)))
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "files":
         kind, files = local_files(cfg.paths)

@@ -5,5 +5,10 @@ one line on stderr and exit code 2, so a config mistake never ends in a tracebac
 """
 
 
+EXIT_USER_ERROR = 2  # a mistake in the input: one line on stderr names it and the fix
+EXIT_INTERRUPTED = 3  # checkpointed after a stop signal: run it again to resume
+EXIT_BUSY = 4  # another process holds the run's lock
+
+
 class UserError(Exception):
     """A mistake in the input (config, data, files on disk), not a bug: the message says what to change."""

@@ -65,10 +65,8 @@ def keep_freed_memory() -> bool:
 
     A training step frees and re-allocates the same activation buffers every step. By default glibc serves large
     blocks with mmap and trims the heap's top when nothing lies above it, so a step can page-fault its activations
-    in again (measured in the trainer on CPU: ~1,600 minor faults per step at (2,2,64), 5,000-17,000 at (6,6,384));
-    kept, they fall to ~0. The step-time gain measured 0.95-1.30x on a noisy 2-core VM (bench/NOTES.md). The process
-    keeps its peak heap, which the next step needs anyway. Process-wide; returns False where the C library is not
-    glibc (no ``mallopt``).
+    in again; kept, they are reused (the measured effect: bench/NOTES.md). The process keeps its peak heap, which the
+    next step needs anyway. Process-wide; returns False where the C library is not glibc (no ``mallopt``).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
@@ -122,7 +120,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 def cpu_has_fast_bf16() -> bool:
     """AMX or AVX512-BF16 (x86), or Arm's BF16 extension; without one, CPU bf16 matmuls are emulated on the fp32
-    units (measured 9-17x slower than fp32: bench/results)."""
+    units and run many times slower than fp32 (bench/results)."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:

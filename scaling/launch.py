@@ -1,13 +1,4 @@
-"""Freeze a grid into a sweep directory, then run its points locally or as one Slurm array job.
-
-Sweep directory::
-
-    manifest.json            format, grid kind, and every point's id and grid position (written before any run)
-    points/<id>/config.yaml  the frozen, fully resolved config of each point
-    runs/<id>/               each run's own directory (see scaling.trainer)
-    slurm/                   the rendered sbatch array script, each submission's own point list, job id, task logs
-    results/                 runs.csv, evals.csv (scaling.results)
-    report/                  fit.json, report.md, figures/ (scaling.fit)
+"""Run a frozen sweep's points locally or as one Slurm array job (the sweep directory: scaling.sweepdir).
 
 Every point runs as its own process through the documented re-run command
 ``python train.py --config-path <sweep>/points/<id> --config-name config``, so any point can be re-run by hand.
@@ -30,12 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from scaling.cli import EXIT_BUSY, EXIT_INTERRUPTED, frozen_yaml
 from scaling.config import ConfigError
-from scaling.errors import UserError
+from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, UserError
 from scaling.grid import GridPoint
 from scaling.io import atomic_write_json, atomic_write_text, read_json
-from scaling.results import MANIFEST, SWEEP_FORMAT, point_status, read_manifest
+from scaling.sweepdir import DONE, pending, point_dir, point_status, read_manifest, run_dir, statuses
 
 log = logging.getLogger(__name__)
 
@@ -102,42 +92,12 @@ class SlurmLauncherConfig:
             raise ConfigError("launcher.time", f"{self.time!r} is not a Slurm time limit", "use HH:MM:SS or D-HH:MM:SS")
 
 
-# ------------------------------------------------------------------------------------------------ freeze
-
-
-def freeze(sweep_dir: Path, name: str, kind: str, points: list[GridPoint], conventions: dict[str, str]) -> None:
-    """Write every point's config and the manifest before anything runs. Re-freezing the same grid is a no-op;
-    a different grid in the same directory is an error (two grids never mix in one sweep). ``conventions`` is the
-    (params, flops) pair every fit of the sweep uses."""
-    ids = [p.id for p in points]
-    manifest_path = sweep_dir / MANIFEST
-    if manifest_path.exists():
-        existing = read_manifest(sweep_dir)
-        if [p["id"] for p in existing["points"]] != ids:
-            raise ConfigError("sweep.name", f"{sweep_dir} already holds a different grid",
-                              "choose another sweep.name (or sweep.out_dir), or delete the old sweep")
-        return
-    for point in points:
-        directory = sweep_dir / "points" / point.id
-        atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
-    atomic_write_json(manifest_path, {
-        "format": SWEEP_FORMAT, "name": name, "kind": kind, "created": datetime.now(timezone.utc).isoformat(),
-        "conventions": conventions,
-        "points": [{"id": p.id, "grid": p.grid} for p in points],
-    })
-
-
 def point_command(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, str(TRAIN_SCRIPT), "--config-path", str(sweep_dir / "points" / point_id),
+    return [sys.executable, str(TRAIN_SCRIPT), "--config-path", str(point_dir(sweep_dir, point_id)),
             "--config-name", "config", *extra]
 
 
 # ------------------------------------------------------------------------------------------------ status
-
-
-def statuses(sweep_dir: Path) -> dict[str, str]:
-    manifest = read_manifest(sweep_dir)
-    return {p["id"]: point_status(sweep_dir / "runs" / p["id"])[0] for p in manifest["points"]}
 
 
 def print_status(sweep_dir: Path) -> int:
@@ -145,7 +105,7 @@ def print_status(sweep_dir: Path) -> int:
     manifest = read_manifest(sweep_dir)
     rows = []
     for p in manifest["points"]:
-        status, summary = point_status(sweep_dir / "runs" / p["id"])
+        status, summary = point_status(run_dir(sweep_dir, p["id"]))
         loss = summary.get("final_val_loss") if summary and status == "finished" else None
         g = p["grid"]
         budget = (f"C={g['budget_flops']:.2g}" if "budget_flops" in g else f"D={g['budget_tokens']:.3g}")
@@ -204,8 +164,7 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
     workers, gpus = workers_and_slots(cfg, _visible_gpus(), os.cpu_count() or 1)
     manifest = read_manifest(sweep_dir)
     # Largest compute first: the long runs start early, so workers finish together.
-    by_cost = sorted(manifest["points"], key=lambda p: -p["grid"]["compute"])
-    todo = [p["id"] for p in by_cost if point_status(sweep_dir / "runs" / p["id"])[0] not in ("finished", "diverged")]
+    todo = [p["id"] for p in sorted(pending(sweep_dir), key=lambda p: -p["grid"]["compute"])]
     skipped = len(manifest["points"]) - len(todo)
     if skipped:
         log.info("%d of %d points already finished: skipped", skipped, len(manifest["points"]))
@@ -255,29 +214,29 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
 
 
 def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
-    run_dir = sweep_dir / "runs" / pid
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "failed.json").unlink(missing_ok=True)
+    directory = run_dir(sweep_dir, pid)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "failed.json").unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
-    log_file = open(run_dir / "process.log", "ab")
+    log_file = open(directory / "process.log", "ab")
     return subprocess.Popen(point_command(sweep_dir, pid, [f"run.num_threads={threads}"]), stdout=log_file,
                             stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
 def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
-    run_dir = sweep_dir / "runs" / pid
-    status, _ = point_status(run_dir)
-    if status in ("finished", "diverged"):
+    directory = run_dir(sweep_dir, pid)
+    status, _ = point_status(directory)
+    if status in DONE:
         return status
     if returncode == EXIT_BUSY:
         return "busy"
     if returncode == EXIT_INTERRUPTED:
         return "interrupted"
-    lines = (run_dir / "process.log").read_text(errors="replace").strip().splitlines()
+    lines = (directory / "process.log").read_text(errors="replace").strip().splitlines()
     error = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
-    atomic_write_json(run_dir / "failed.json", {"returncode": returncode, "error": error})
+    atomic_write_json(directory / "failed.json", {"returncode": returncode, "error": error})
     log.error("point %s failed (exit %d): %s", pid, returncode, error)
     return "failed"
 
@@ -354,7 +313,7 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
                               "write options like --qos=high (no spaces, quotes or shell characters)")
         lines.append(f"#SBATCH {extra}")
     points_file = shlex.quote(str(points_file or sweep_dir / "slurm" / "points.txt"))
-    point_dir = shlex.quote(str(sweep_dir / "points")) + '/"$POINT"'
+    points_dir = shlex.quote(str(sweep_dir / "points")) + '/"$POINT"'
     lines += [
         "",
         "# One frozen grid point per array task; threads come from SLURM_CPUS_PER_TASK (run.num_threads=null).",
@@ -363,7 +322,7 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
         "set -uo pipefail",
         f"cd {shlex.quote(str(ROOT))}",
         f'POINT=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {points_file})',
-        f"{shlex.quote(sys.executable)} {shlex.quote(str(TRAIN_SCRIPT))} --config-path {point_dir} "
+        f"{shlex.quote(sys.executable)} {shlex.quote(str(TRAIN_SCRIPT))} --config-path {points_dir} "
         "--config-name config run.progress=false &",
         "CHILD=$!",
         "trap 'kill -USR1 $CHILD' USR1",
@@ -406,23 +365,21 @@ def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | 
     """Write this submission's point list and array script and submit it; returns the job id (None: nothing
     pending). A sweep whose earlier array still has live tasks is not submitted again: those tasks read their own
     point list, which a second submission must not change under them."""
-    manifest = read_manifest(sweep_dir)
     slurm_dir = sweep_dir / "slurm"
     if (slurm_dir / "job.json").exists():
         previous = read_json(slurm_dir / "job.json")["job_id"]
         if shutil.which("squeue") is not None and _squeue(previous, cfg.poll_interval_s):
             raise SlurmError(f"array job {previous} of this sweep still has tasks pending or running (fix: wait for it "
                              f"to end, or cancel it with `scancel {previous}`, then submit again)")
-    pending = [p["id"] for p in manifest["points"]
-               if point_status(sweep_dir / "runs" / p["id"])[0] not in ("finished", "diverged")]
-    if not pending:
+    todo = [p["id"] for p in pending(sweep_dir)]
+    if not todo:
         log.info("every point is finished; nothing to submit")
         return None
     submission = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     points_file = slurm_dir / f"points-{submission}.txt"
-    atomic_write_text(points_file, "".join(f"{p}\n" for p in pending))
+    atomic_write_text(points_file, "".join(f"{p}\n" for p in todo))
     script = slurm_dir / "sweep.sbatch"
-    atomic_write_text(script, render_sbatch(sweep_dir, name, pending, cfg, points_file))
+    atomic_write_text(script, render_sbatch(sweep_dir, name, todo, cfg, points_file))
     if shutil.which("sbatch") is None:
         raise SlurmError(f"sbatch not found on this machine; the array script is written: submit it from a login "
                          f"node with `sbatch {script}`")
@@ -432,9 +389,9 @@ def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | 
         raise SlurmError(f"sbatch rejected the array ({reason[-1] if reason else f'exit {result.returncode}'}); "
                          f"fix the launcher settings or submit {script} by hand")
     job_id = result.stdout.strip().split(";")[0]
-    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": pending, "points_file": points_file.name,
+    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": todo, "points_file": points_file.name,
                                                "submitted": datetime.now(timezone.utc).isoformat()})
-    log.info("submitted array job %s with %d tasks (%s)", job_id, len(pending), script)
+    log.info("submitted array job %s with %d tasks (%s)", job_id, len(todo), script)
     return job_id
 
 
@@ -449,6 +406,6 @@ def wait_slurm(job_id: str, poll_interval_s: float) -> None:
         time.sleep(poll_interval_s)
 
 
-__all__ = ["freeze", "run_local", "submit_slurm", "wait_slurm", "render_sbatch", "resolve_slurm", "task_memory",
-           "print_status", "statuses", "point_command", "gpu_slots", "workers_and_slots", "LocalLauncherConfig",
+__all__ = ["run_local", "submit_slurm", "wait_slurm", "render_sbatch", "resolve_slurm", "task_memory",
+           "print_status", "point_command", "gpu_slots", "workers_and_slots", "LocalLauncherConfig",
            "SlurmLauncherConfig", "SlurmError"]

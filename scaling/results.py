@@ -11,62 +11,15 @@ Imports no torch: the analysis side runs anywhere.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from scaling.errors import UserError
-from scaling.io import atomic_write, read_json, read_jsonl
-from scaling.summary import SummaryCorrupt, read_summary
+from scaling.io import atomic_write, read_jsonl
+from scaling.sweepdir import point_dir, point_status, read_frozen, read_manifest, run_dir
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-SWEEP_FORMAT = 1
-
-
-class SweepFormatError(UserError, ValueError):
-    pass
-
-
-def read_manifest(sweep_dir: Path) -> dict[str, Any]:
-    path = Path(sweep_dir) / MANIFEST
-    if not path.exists():
-        raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}); pass a sweep directory or a "
-                               "CSV/JSONL table")
-    manifest = read_json(path)
-    for point in manifest.get("points", []):
-        if not re.fullmatch(r"[0-9a-f]{12}", str(point.get("id"))):
-            raise SweepFormatError(f"{path}: {point.get('id')!r} is not a valid point id (12 hex digits); the "
-                                   "manifest was edited or is corrupt")
-    if manifest.get("format") != SWEEP_FORMAT:
-        raise SweepFormatError(f"{path}: sweep format {manifest.get('format')!r}, this version reads "
-                               f"{SWEEP_FORMAT} (fix: use the matching version of scaling, or re-freeze the sweep)")
-    return manifest
-
-
-def point_status(run_dir: Path) -> tuple[str, dict[str, Any] | None]:
-    """`finished` / `diverged` (summary present), `failed` (error recorded), `running`/`interrupted` (checkpoint or
-    metrics but no summary), else `pending`."""
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        try:
-            summary = read_summary(summary_path)
-        except SummaryCorrupt as e:
-            return "corrupt", {"error": str(e)}
-        return summary["status"], summary
-    if (run_dir / "failed.json").exists():
-        try:
-            return "failed", read_json(run_dir / "failed.json")
-        except ValueError:
-            return "failed", None
-    if (run_dir / "metrics.jsonl").exists():
-        return "started", None
-    return "pending", None
-
 
 def _flatten(prefix: str, tree: dict[str, Any], out: dict[str, Any]) -> None:
     for key, value in tree.items():
@@ -82,13 +35,10 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_rows, eval_rows = [], []
     for point in manifest["points"]:
         pid = point["id"]
-        run_dir = sweep_dir / "runs" / pid
-        status, summary = point_status(run_dir)
+        run_directory = run_dir(sweep_dir, pid)
+        status, summary = point_status(run_directory)
         row: dict[str, Any] = {"run_id": pid, "status": status, **{f"grid.{k}": v for k, v in point["grid"].items()}}
-        config = yaml.safe_load((sweep_dir / "points" / pid / "config.yaml").read_text())
-        config.pop("defaults", None)
-        config.pop("hydra", None)
-        _flatten("config.", config, row)
+        _flatten("config.", read_frozen(point_dir(sweep_dir, pid) / "config.yaml"), row)
         if summary and status in ("finished", "diverged"):
             row.update(final_val_loss=summary["final_val_loss"], min_val_loss=summary["min_val_loss"],
                        final_val_loss_se=summary.get("final_val_loss_se"), eval_sequences=summary.get("eval_sequences"),
@@ -101,7 +51,7 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         elif summary:
             row["error"] = summary.get("error")
         run_rows.append(row)
-        metrics = run_dir / "metrics.jsonl"
+        metrics = run_directory / "metrics.jsonl"
         if metrics.exists():
             for event in read_jsonl(metrics):
                 if event.get("event") == "eval":
@@ -119,4 +69,4 @@ def write_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, evals
 
 
-__all__ = ["collect", "write_tables", "read_manifest", "point_status", "SweepFormatError"]
+__all__ = ["collect", "write_tables"]

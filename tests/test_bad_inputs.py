@@ -16,7 +16,8 @@ from scaling import checkpoint
 from scaling.checkpoint import CheckpointError
 from scaling.hardware import gpu_peak_flops_per_s
 from scaling.io import read_jsonl
-from scaling.results import SweepFormatError, collect
+from scaling.results import collect
+from scaling.sweepdir import SweepFormatError
 from tests.conftest import ROOT, TINY, run_cli
 from tests.test_sweep import SWEEP_TINY
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import torch
 
-from scaling.cli import frozen_yaml
+from scaling.sweepdir import frozen_yaml
 from scaling.hardware import GPU_PEAK_FLOPS_PER_S, gpu_peak_flops_per_s
 from scaling.trainer import OutOfMemory, train
 from tests.conftest import make_config

@@ -11,10 +11,10 @@ import torch
 
 from scaling import checkpoint
 from scaling.checkpoint import CheckpointError
-from scaling.cli import frozen_yaml
+from scaling.sweepdir import frozen_yaml
 from scaling.config import run_id
 from scaling.io import atomic_write_text
-from scaling.results import point_status
+from scaling.sweepdir import point_status
 from scaling.tracking import MetricsLog
 from scaling.trainer import train
 from tests.conftest import TINY, make_config, run_cli
@@ -180,7 +180,7 @@ def test_sbatch_values_with_a_trailing_newline_are_refused():
 
 def test_the_test_time_study_reads_the_sweep_through_the_validating_reader(tmp_path):
     from scaling.config import parse
-    from scaling.results import SweepFormatError
+    from scaling.sweepdir import SweepFormatError
     from scaling.testtime.study import TestTimeConfig, run_study
     from tests.conftest import compose_raw
 

@@ -148,7 +148,8 @@ def test_cli_bad_tables_are_one_line_errors(tmp_path, columns, args, words):
 
 
 def test_analysis_side_imports_no_torch():
-    code = ("import sys, scaling.fit.run, scaling.plots, scaling.report, scaling.results, scaling.__main__; "
+    code = ("import sys, scaling.fit.run, scaling.fit.plots, scaling.fit.report, scaling.results, scaling.sweepdir, "
+            "scaling.__main__; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.config import ModelConfig
 from scaling.flops import count_params, flops_per_token
-from scaling.measure import register_cpu_sdpa_flops
+from tests.flop_counter import register_cpu_sdpa_flops
 from scaling.model import GPT
 
 BASE = ModelConfig(arch="llama", num_layers=2, d_model=64, num_heads=2, d_ff=None, ffn_ratio=8 / 3, seq_len=64,

@@ -7,7 +7,7 @@ import math
 import pytest
 import yaml
 
-from scaling.cli import frozen_yaml
+from scaling.sweepdir import frozen_yaml
 from scaling.config import ConfigError, load_train_config, run_id
 from scaling.flops import count_params, flops_per_token
 from scaling.grid import GridConfig, expand, shape_for_target

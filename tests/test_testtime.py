@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.config import ModelConfig
-from scaling.measure import register_cpu_sdpa_flops
+from tests.flop_counter import register_cpu_sdpa_flops
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops
 from scaling.testtime.strategies import make_subsets, pass_at_k, select, subset_accuracy

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from scaling.cli import frozen_yaml
+from scaling.sweepdir import frozen_yaml
 from scaling.config import run_id
 from scaling.io import read_jsonl
 from scaling.trainer import train

@@ -246,7 +246,7 @@ def finite(obj: Any) -> Any:
 
 def write_fit(table: FitTable, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
     """fit.json, figures (PNG + PDF) and report.md in ``out_dir``."""
-    from scaling import plots, report
+    from scaling.fit import plots, report
 
     out_dir = Path(out_dir)
     results = fit_all(table, **kwargs)

@@ -14,7 +14,8 @@ import pandas as pd
 from scaling.errors import UserError
 from scaling.flops import FLOP_CONVENTIONS, PARAM_CONVENTIONS
 from scaling.fit.approach2 import group_budgets
-from scaling.results import collect, read_manifest
+from scaling.results import collect
+from scaling.sweepdir import read_manifest
 
 
 class FitInputError(UserError, ValueError):

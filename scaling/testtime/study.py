@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from scaling.config import ModelConfig, load_train_config
 from scaling.flops import matmul_params
 from scaling.io import atomic_write_json, atomic_write_text, read_json
-from scaling.results import point_status, read_manifest
+from scaling import sweepdir
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops, verifier_flops
 from scaling.testtime.sampling import Policy, sample_problems
@@ -106,8 +105,7 @@ def _score(policy: Policy, verifier: TrainedVerifier, rows: list[dict]) -> np.nd
 def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem], cfg: TestTimeConfig,
                 out_dir: Path) -> dict[str, Any]:
     """Everything measured for one trained model."""
-    train_cfg = load_train_config({k: v for k, v in yaml.safe_load((run_dir / "config.yaml").read_text()).items()
-                                   if k not in ("defaults", "hydra")})
+    train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml"))
     summary = read_json(run_dir / "summary.json")
     policy = Policy.load(run_dir)
     n = cfg.samples_per_problem
@@ -252,8 +250,8 @@ def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: dict[str, Any]) -> dic
     pool = generate(cfg.verifier.train_problems, task["min_steps"], task["max_steps"], task["modulus"],
                     seed=task["seed"] + 424242, exclude=frozenset(p.prompt for p in problems))
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
-    runs = [sweep_dir / "runs" / p["id"] for p in read_manifest(sweep_dir)["points"]
-            if point_status(sweep_dir / "runs" / p["id"])[0] == "finished"]
+    runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
+            if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
     models = [study_model(r, problems, pool, cfg, out_dir) for r in runs]
     results = analyse(models, cfg, task["max_steps"])
     results["test_set"] = {"problems": len(problems), "lengths": f"1..{task['test_max_steps']}",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from scaling.config import TaskConfig
+
 OPS = "+-*"
 STEP_CHARS = 6  # "a?b=c\n"
 
@@ -128,3 +130,16 @@ def training_documents(modulus: int, min_steps: int, max_steps: int, count: int,
     problems = generate(count, min_steps, max_steps, modulus, seed=seed,
                         exclude=frozenset(p.prompt for p in held_out))
     return [{"text": p.prompt + p.solution} for p in problems]
+
+
+def training_corpus(task: TaskConfig) -> list[dict[str, str]]:
+    """The task's training documents, disjoint from its held-out test problems."""
+    held_out = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
+    return training_documents(task.modulus, task.min_steps, task.max_steps, task.num_train, task.seed + 1, held_out)
+
+
+def register() -> None:
+    """Make this task's corpus known to the data layer (data.source=task, data.task.name=modchain)."""
+    from scaling.data import register_task
+
+    register_task("modchain", training_corpus)

@@ -1,0 +1,152 @@
+"""The sweep directory and the frozen config: their one owner (paths, manifest, frozen configs, point status).
+
+Layout::
+
+    manifest.json            format, grid kind, convention pair, every point's id and grid position
+    points/<id>/config.yaml  the frozen, fully resolved config of each point (written before any run)
+    runs/<id>/               each run's own directory (scaling.trainer; its summary: scaling.summary)
+    slurm/                   the array script, each submission's point list, job id, task logs (scaling.launch)
+    results/                 runs.csv, evals.csv (scaling.results)
+    report/                  fit.json, report.md, figures/ (scaling.fit)
+
+Every other module asks this one: it validates point ids before any path is built from them, and a sweep
+directory of another format is refused with the fix. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from scaling.errors import UserError
+from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.summary import STATUSES, SummaryCorrupt, read_summary
+
+MANIFEST = "manifest.json"
+SWEEP_FORMAT = 1
+DONE = STATUSES  # statuses a sweep never runs again
+
+# Written above every frozen config so that `python train.py --config-path DIR --config-name config` re-runs it
+# with the same Hydra settings as train.yaml (no Hydra output directory, the project's own logging).
+FROZEN_HEADER = """\
+# Fully resolved config of one run; re-run it with:
+#   python train.py --config-path {directory} --config-name config
+defaults:
+  - _self_
+  - override hydra/job_logging: none
+  - override hydra/hydra_logging: none
+hydra:
+  run:
+    dir: .
+  output_subdir: null
+"""
+
+
+class SweepFormatError(UserError, ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------ frozen configs
+
+
+def frozen_yaml(raw: dict[str, Any], directory: Path) -> str:
+    """A resolved config as the YAML file that re-runs it from ``directory``."""
+    return FROZEN_HEADER.format(directory=directory) + OmegaConf.to_yaml(OmegaConf.create(raw))
+
+
+def read_frozen(path: Path) -> dict[str, Any]:
+    """A frozen config (a point's or a run's ``config.yaml``) as a plain mapping, without its Hydra header."""
+    config = yaml.safe_load(Path(path).read_text())
+    config.pop("defaults", None)
+    config.pop("hydra", None)
+    return config
+
+
+# ------------------------------------------------------------------------------------------------ paths
+
+
+def point_dir(sweep_dir: Path, point_id: str) -> Path:
+    return Path(sweep_dir) / "points" / point_id
+
+
+def run_dir(sweep_dir: Path, point_id: str) -> Path:
+    return Path(sweep_dir) / "runs" / point_id
+
+
+# ------------------------------------------------------------------------------------------------ manifest
+
+
+def read_manifest(sweep_dir: Path) -> dict[str, Any]:
+    path = Path(sweep_dir) / MANIFEST
+    if not path.exists():
+        raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}); pass a sweep directory or a "
+                               "CSV/JSONL table")
+    manifest = read_json(path)
+    for point in manifest.get("points", []):
+        if not re.fullmatch(r"[0-9a-f]{12}", str(point.get("id"))):
+            raise SweepFormatError(f"{path}: {point.get('id')!r} is not a valid point id (12 hex digits); the "
+                                   "manifest was edited or is corrupt")
+    if manifest.get("format") != SWEEP_FORMAT:
+        raise SweepFormatError(f"{path}: sweep format {manifest.get('format')!r}, this version reads "
+                               f"{SWEEP_FORMAT} (fix: use the matching version of scaling, or re-freeze the sweep)")
+    return manifest
+
+
+def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions: dict[str, str]) -> None:
+    """Write every point's config and the manifest before anything runs. Re-freezing the same grid is a no-op;
+    a different grid in the same directory is an error (two grids never mix in one sweep). ``points`` are
+    :class:`scaling.grid.GridPoint`; ``conventions`` is the (params, flops) pair every fit of the sweep uses."""
+    from scaling.config import ConfigError
+
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / MANIFEST).exists():
+        existing = read_manifest(sweep_dir)
+        if [p["id"] for p in existing["points"]] != [p.id for p in points]:
+            raise ConfigError("sweep.name", f"{sweep_dir} already holds a different grid",
+                              "choose another sweep.name (or sweep.out_dir), or delete the old sweep")
+        return
+    for point in points:
+        directory = point_dir(sweep_dir, point.id)
+        atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
+    atomic_write_json(sweep_dir / MANIFEST, {
+        "format": SWEEP_FORMAT, "name": name, "kind": kind, "created": datetime.now(timezone.utc).isoformat(),
+        "conventions": conventions, "points": [{"id": p.id, "grid": p.grid} for p in points],
+    })
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+
+def point_status(run_directory: Path) -> tuple[str, dict[str, Any] | None]:
+    """`finished` / `diverged` (a valid summary), `corrupt` (a summary that is not one), `failed` (error
+    recorded), `started` (metrics but no summary), else `pending`."""
+    summary_path = run_directory / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = read_summary(summary_path)
+        except SummaryCorrupt as e:
+            return "corrupt", {"error": str(e)}
+        return summary["status"], summary
+    if (run_directory / "failed.json").exists():
+        try:
+            return "failed", read_json(run_directory / "failed.json")
+        except ValueError:
+            return "failed", None
+    if (run_directory / "metrics.jsonl").exists():
+        return "started", None
+    return "pending", None
+
+
+def statuses(sweep_dir: Path) -> dict[str, str]:
+    """Every point's status, in manifest order."""
+    return {p["id"]: point_status(run_dir(sweep_dir, p["id"]))[0] for p in read_manifest(sweep_dir)["points"]}
+
+
+def pending(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The manifest entries of the points that still have to run (not finished, not diverged)."""
+    return [p for p in read_manifest(sweep_dir)["points"] if point_status(run_dir(sweep_dir, p["id"]))[0] not in DONE]
