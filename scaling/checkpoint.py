@@ -8,10 +8,12 @@ checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from scaling.errors import UserError
@@ -61,3 +63,24 @@ def load(path: Path, expected_run_id: str) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} belongs to run {state.get('run_id')!r}, not {expected_run_id!r}: "
                               "a different config; use a new run.out_dir or delete the run directory")
     return state
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every random state a resumed run needs to continue bit-identically (torch CPU and CUDA, Python, numpy), in
+    a form ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    state = {"rng_cpu": torch.get_rng_state(), "rng_python": random.getstate(),
+             "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+    if device.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["rng_cpu"])
+    random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
+    np_position, np_has_gauss, np_gauss = state["rng_numpy"][1:]
+    np.random.set_state(("MT19937", state["rng_numpy"][0].numpy().astype(np.uint32), int(np_position),
+                         int(np_has_gauss), float(np_gauss)))
+    if device.type == "cuda" and "rng_cuda" in state:
+        torch.cuda.set_rng_state(state["rng_cuda"], device)

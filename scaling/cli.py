@@ -1,4 +1,5 @@
-"""Entry points behind ``train.py`` and ``sweep.py``: the only module that sees Hydra's DictConfig.
+"""Entry points behind ``train.py`` and ``sweep.py``: the only module that sees Hydra's DictConfig. It adapts the
+command line to typed configs and hands over (the trainer; the sweep pipeline in scaling.pipeline).
 
 Config mistakes and data problems end the process with one line on stderr that names the field and the fix,
 and exit code 2; nothing already written is touched.
@@ -9,9 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -20,37 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from scaling.config import ConfigError, TrainConfig, load_train_config
 from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
-from scaling.sweepdir import frozen_yaml
 
 log = logging.getLogger("scaling")
-
-@dataclass(frozen=True, kw_only=True)
-class SweepConfig:
-    name: str
-    """Directory name of the sweep under `out_dir` (letters, digits, `-`, `_`, `.`)."""
-    out_dir: str
-    dry_run: bool
-    """Print the table of points (with estimated times) and run nothing."""
-    probe: bool
-    """Measure each size's throughput for the dry-run estimates."""
-    fit: bool
-    """Fit scaling laws when the sweep ends (report/)."""
-    fit_params: str
-    """Parameter count N of the sweep's laws (non_embedding or total); with grid.flop_convention it is the
-    convention pair written into the manifest, which every fit of the sweep uses unless told otherwise."""
-    fit_bootstrap: int
-    """Bootstrap refits for the intervals (0: none)."""
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ConfigError("sweep.name", f"{self.name!r} is not a safe directory name",
-                              "use letters, digits, '-', '_' and '.'")
-        if self.fit_params not in ("non_embedding", "total"):
-            raise ConfigError("sweep.fit_params", f"unknown parameter count {self.fit_params!r}",
-                              "use total or non_embedding")
-        if self.fit_bootstrap < 0:
-            raise ConfigError("sweep.fit_bootstrap", f"{self.fit_bootstrap} is negative", "use 0 (none) or e.g. 200")
-
 
 def setup_logging() -> None:
     root = logging.getLogger()
@@ -145,12 +115,9 @@ def train_main(cfg: DictConfig) -> None:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     def body() -> None:
-        from scaling.config import run_id
         from scaling.trainer import train
 
-        directory = Path(train_cfg.run.out_dir) / run_id(train_cfg)
-        run_dir = train(train_cfg, frozen_yaml(raw, directory))
-        print(f"results: {run_dir}")
+        print(f"results: {train(train_cfg, raw)}")
 
     run_guarded(body)
 
@@ -162,9 +129,10 @@ def sweep_main(cfg: DictConfig) -> None:
     """Expand the grid, freeze every point, run them (locally or on Slurm), collect the tables and fit."""
     setup_logging()
     raw = to_container(cfg)
-    from scaling.config import parse
+    from scaling.config import TaskConfig, parse
     from scaling.grid import GridConfig, expand, plan_table
     from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig
+    from scaling.pipeline import Sweep, SweepConfig, run_sweep
 
     sweep_raw, grid_raw, launcher_raw = raw.pop("sweep"), raw.pop("grid"), raw.pop("launcher")
     testtime_raw = raw.pop("testtime", None)
@@ -175,13 +143,14 @@ def sweep_main(cfg: DictConfig) -> None:
         if launcher_cls is None:
             raise ConfigError("launcher.kind", f"unknown launcher {launcher_raw.get('kind')!r}", "use local or slurm")
         launcher = parse(launcher_cls, launcher_raw, "launcher.")
-        testtime = None
+        testtime, task = None, None
         if testtime_raw is not None:
             from scaling.testtime.study import TestTimeConfig
 
             testtime = parse(TestTimeConfig, testtime_raw, "testtime.")
             if raw["data"].get("task") is None:
                 raise ConfigError("data", "the test-time study needs a task corpus", "use data=modchain")
+            task = parse(TaskConfig, raw["data"]["task"], "data.task.")
     except ConfigError as e:
         fail(str(e))
     sweep_dir = Path(sweep.out_dir).expanduser().absolute() / sweep.name
@@ -224,50 +193,8 @@ def sweep_main(cfg: DictConfig) -> None:
                 print(render_sbatch(sweep_dir, sweep.name, [p.id for p in points], launcher))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
-        run_sweep(sweep, sweep_dir, grid.kind, points, launcher, testtime, raw["data"].get("task"))
+        run_sweep(Sweep(sweep, sweep_dir, testtime, task), grid.kind, points, launcher)
 
     run_guarded(body)
 
 
-def run_sweep(sweep: "SweepConfig", sweep_dir: Path, kind: str, points: list, launcher: Any, testtime: Any = None,
-              task: dict[str, Any] | None = None) -> None:
-    from scaling.launch import run_local, submit_slurm, wait_slurm
-    from scaling.results import write_tables
-    from scaling.sweepdir import freeze, statuses
-
-    conventions = {"params": sweep.fit_params, "flops": points[0].grid["flop_convention"]}
-    freeze(sweep_dir, sweep.name, kind, points, conventions)
-    log.info("sweep %s: %d points frozen in %s", sweep.name, len(points), sweep_dir)
-    if launcher.kind == "local":
-        final = run_local(sweep_dir, launcher)
-    else:
-        job_id = submit_slurm(sweep_dir, sweep.name, launcher)
-        if job_id is not None and not launcher.wait:
-            print(f"submitted slurm array job {job_id}; status: python -m scaling status {sweep_dir}")
-            return
-        if job_id is not None:
-            wait_slurm(job_id, launcher.poll_interval_s)
-        final = statuses(sweep_dir)
-    write_tables(sweep_dir)
-    log.info("tables: %s", sweep_dir / "results")
-    failed = [pid for pid, s in final.items() if s not in ("finished", "diverged")]
-    if sweep.fit:
-        from scaling.fit.run import fitted, write_fit
-        from scaling.fit.table import FitInputError, from_sweep
-
-        try:
-            table = from_sweep(sweep_dir)
-            results = write_fit(table, sweep_dir / "report", bootstrap=sweep.fit_bootstrap)
-            log.info("fit: %s (%s)", sweep_dir / "report" / "report.md", ", ".join(fitted(results)))
-        except (FitInputError, ValueError) as e:
-            log.error("fit skipped: %s", e)
-    if testtime is not None:
-        from scaling.testtime.study import run_study
-
-        run_study(sweep_dir, testtime, task)
-        log.info("test-time study: %s", sweep_dir / "testtime" / "report.md")
-    print(f"sweep {sweep.name}: {len(final) - len(failed)} of {len(final)} points done -> {sweep_dir}")
-    if failed:
-        for pid in failed:
-            log.error("point %s: %s (log: %s)", pid, final[pid], sweep_dir / "runs" / pid / "process.log")
-        sys.exit(1)

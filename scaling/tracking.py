@@ -52,7 +52,11 @@ def relative_paths(tree: Any) -> Any:
 class WandbMirror:
     """Mirror of the metrics into wandb (`offline` needs no account and writes under the run directory)."""
 
-    def __init__(self, cfg: TrackingConfig, run_dir: Path, name: str, config: dict[str, Any]) -> None:
+    def __init__(self, cfg: TrackingConfig, run_dir: Path, name: str, config: dict[str, Any],
+                 position: dict[str, Any] | None = None) -> None:
+        """``position``: where the run sits in its grid (size, params, tokens, tokens per parameter), as wandb
+        config and tags so that the UI can draw a sweep's IsoFLOP curves; a sweep's runs share its group, and
+        the wandb id holds the group, so one point in two sweeps is two wandb runs."""
         self.run = None
         if cfg.mode == "off":
             return
@@ -62,8 +66,12 @@ class WandbMirror:
         settings = wandb.Settings(x_disable_meta=True, x_disable_stats=True, x_disable_machine_info=True,
                                   disable_git=True, disable_code=True, save_code=False) if cfg.redact else None
         try:
-            self.run = wandb.init(mode=cfg.mode, project=cfg.project, group=cfg.group, name=name, id=name,
-                                  dir=str(run_dir), config=relative_paths(config) if cfg.redact else config,
+            config = relative_paths(config) if cfg.redact else config
+            self.run = wandb.init(mode=cfg.mode, project=cfg.project, group=cfg.group, name=name,
+                                  id=f"{cfg.group}-{name}" if cfg.group else name,
+                                  job_type="sweep-point" if cfg.group else "run",
+                                  tags=[f"{k}={v}" for k, v in (position or {}).items()],
+                                  dir=str(run_dir), config={**config, "grid": position or {}},
                                   resume="allow", reinit="finish_previous", settings=settings)
         except Exception as e:  # wandb raises UsageError/CommError; tracking must never cost the run
             log.warning("wandb %s tracking is off for this run: %s (fix: `wandb login`, or tracking=offline)",

@@ -15,7 +15,6 @@ import importlib.metadata
 import logging
 import math
 import platform
-import random
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from scaling.io import atomic_write_json, atomic_write_text
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
 from scaling.summary import SUMMARY_FORMAT, read_summary
+from scaling.sweepdir import frozen_yaml
 from scaling.tracking import MetricsLog, WandbMirror
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,12 @@ def _check_data(cfg: TrainConfig, data: TokenData) -> None:
         log.warning("!!! %s !!!", message)
 
 
-def train(cfg: TrainConfig, resolved_yaml: str) -> Path:
-    """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
+def train(cfg: TrainConfig, resolved: dict[str, Any]) -> Path:
+    """Train (or resume, or skip if finished) the run described by ``cfg``, whose resolved mapping ``resolved`` is
+    frozen into the run directory; return that directory."""
     rid = run_id(cfg)
     run_dir = Path(cfg.run.out_dir) / rid
+    resolved_yaml = frozen_yaml(resolved, run_dir)
     if _finished(run_dir):
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
@@ -223,41 +225,33 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
-        np_position, np_has_gauss, np_gauss = state["rng_numpy"][1:]
-        np.random.set_state(("MT19937", state["rng_numpy"][0].numpy().astype(np.uint32), int(np_position),
-                             int(np_has_gauss), float(np_gauss)))
+        checkpoint.restore_rng(state, device)
         elapsed_before = float(state["wallclock_s"])
         # What the summary and the divergence guard know of the steps before the checkpoint.
         val_losses = [float(v) for v in state["val_losses"]]
         last_eval = {"val_loss": state["last_val_loss"], "val_loss_se": state["last_val_loss_se"],
                      "val_loss_by_source": dict(zip(state["last_val_sources"], state["last_val_source_losses"]))}
         best_loss, last_good_step = float(state["best_loss"]), int(state["last_good_step"])
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
         step = int(state["step"])
         log.info("resuming run %s from %s (step %d of %d)", rid, ckpt.name, step, num_steps)
     metrics = MetricsLog(run_dir / "metrics.jsonl", resume_after_step=step if ckpt is not None else None)
-    tracker = WandbMirror(cfg.tracking, run_dir, rid, to_dict(cfg))
+    position = {"size": f"{cfg.model.num_layers}x{cfg.model.d_model}", "params_total": params.total,
+                "tokens": cfg.budget.tokens, "tokens_per_param": round(cfg.budget.tokens / params.total, 2)}
+    tracker = WandbMirror(cfg.tracking, run_dir, rid, to_dict(cfg), position)
 
     def counters(at_step: int) -> dict[str, Any]:
         tokens = at_step * tokens_per_step
         return {"step": at_step, "tokens": tokens, **{f"flops_{c}": tokens * f for c, f in fpt.items()}}
 
     def save_checkpoint() -> None:
-        np_state = np.random.get_state()
         state = {"run_id": rid, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(), "rng_python": random.getstate(),
-                 "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+                 "scaler": scaler.state_dict(), **checkpoint.rng_state(device),
                  "wallclock_s": elapsed_before + time.time() - start_time,
                  "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
                  "val_losses": list(val_losses), "best_loss": best_loss, "last_good_step": last_good_step,
                  "last_val_loss": last_eval.get("val_loss"), "last_val_loss_se": last_eval.get("val_loss_se"),
                  "last_val_sources": list((last_eval.get("val_loss_by_source") or {}).keys()),
                  "last_val_source_losses": list((last_eval.get("val_loss_by_source") or {}).values())}
-        if device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(device)
         checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
 
     log.info("run %s: %d steps of %d tokens (%d x %d x %d), %s params non-embedding, device %s, %s",
@@ -354,19 +348,35 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
         if ckpt is None or step > int(ckpt.stem.split("-")[1]):
             save_checkpoint()
         save_transformers(model, data.tokenizer_file, data.eos_token, run_dir / "hf")
-    summary = {
+    summary = _summary(cfg, rid, status, step, last_good_step, val_losses, last_eval, len(eval_set.sequences),
+                       sampler.repeated_tokens(step * accum * mb), elapsed_before + time.time() - start_time, device)
+    atomic_write_json(run_dir / "summary.json", summary)
+    stop.restore()
+    if status == "finished":
+        checkpoint.remove_all(run_dir)  # the finished model lives in hf/; a finished run never resumes
+    tracker.finish(summary)
+    log.info("run %s %s: val loss %s -> %s", rid, status, summary["final_val_loss"], run_dir)
+    return run_dir
+
+
+def _summary(cfg: TrainConfig, rid: str, status: str, step: int, last_good_step: int, val_losses: list[float],
+             last_eval: dict[str, Any], eval_sequences: int, tokens_repeated: int, wallclock_s: float,
+             device: torch.device) -> dict[str, Any]:
+    """The run's summary.json (format: scaling.summary): losses, counts under every convention, where it ran."""
+    tokens = step * cfg.grad_accum_steps * cfg.budget.micro_batch_size * cfg.model.seq_len
+    fpt = flops.all_flops_per_token(cfg.model)
+    return {
         "format": SUMMARY_FORMAT, "run_id": rid, "status": status,
         "final_val_loss": val_losses[-1] if val_losses else None,
         "min_val_loss": min(val_losses) if val_losses else None, "num_evals": len(val_losses),
         "final_val_loss_se": last_eval.get("val_loss_se"),
         "final_val_loss_by_source": last_eval.get("val_loss_by_source"),
-        "eval_sequences": len(eval_set.sequences),
-        "steps": step, "last_good_step": last_good_step, "num_steps_planned": num_steps,
-        "tokens": step * tokens_per_step, "budget_tokens": cfg.budget.tokens,
-        "tokens_repeated": sampler.repeated_tokens(step * accum * mb),
-        "params": params.as_dict(),
-        "flops_per_token": fpt, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
-        "wallclock_s": elapsed_before + time.time() - start_time,
+        "eval_sequences": eval_sequences,
+        "steps": step, "last_good_step": last_good_step, "num_steps_planned": cfg.num_steps,
+        "tokens": tokens, "budget_tokens": cfg.budget.tokens, "tokens_repeated": tokens_repeated,
+        "params": flops.count_params(cfg.model).as_dict(),
+        "flops_per_token": fpt, "flops": {c: f * tokens for c, f in fpt.items()},
+        "wallclock_s": wallclock_s,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": cfg.precision.dtype, "num_threads": torch.get_num_threads(),
@@ -375,13 +385,6 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                   "num_heads": cfg.model.num_heads, "seq_len": cfg.model.seq_len},
         "seed": cfg.seed,
     }
-    atomic_write_json(run_dir / "summary.json", summary)
-    stop.restore()
-    if status == "finished":
-        checkpoint.remove_all(run_dir)  # the finished model lives in hf/; a finished run never resumes
-    tracker.finish(summary)
-    log.info("run %s %s: val loss %s -> %s", rid, status, summary["final_val_loss"], run_dir)
-    return run_dir
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):

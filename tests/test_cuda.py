@@ -11,7 +11,6 @@ import subprocess
 import pytest
 import torch
 
-from scaling.sweepdir import frozen_yaml
 from scaling.hardware import GPU_PEAK_FLOPS_PER_S, gpu_peak_flops_per_s
 from scaling.trainer import OutOfMemory, train
 from tests.conftest import make_config
@@ -31,7 +30,7 @@ def known_gpu() -> bool:
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "tf32"])
 def test_tiny_run_on_cuda(tmp_path, precision):
     cfg, raw = make_config(tmp_path, [f"precision={precision}", *CUDA])
-    run_dir = train(cfg, frozen_yaml(raw, tmp_path))
+    run_dir = train(cfg, raw)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["device"].startswith("cuda")
     evals = [e for e in events(run_dir) if e["event"] == "eval"]
@@ -65,7 +64,7 @@ def test_fp16_grad_scaler_scales(tmp_path):
 def test_compiled_run_on_cuda_learns(tmp_path):
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     cfg, raw = make_config(tmp_path, ["precision=bf16", "run.compile=true", *CUDA])
-    run_dir = train(cfg, frozen_yaml(raw, tmp_path))
+    run_dir = train(cfg, raw)
     evals = [e for e in events(run_dir) if e["event"] == "eval"]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"]
 
@@ -97,7 +96,7 @@ def test_cuda_out_of_memory_names_the_micro_batch(tmp_path):
                                       f"budget.batch_tokens={micro_batch * seq_len}",
                                       f"budget.tokens={micro_batch * seq_len}", f"eval.tokens={seq_len}"])
     with pytest.raises(OutOfMemory, match=f"budget.micro_batch_size={max(1, micro_batch // 2)}"):
-        train(cfg, frozen_yaml(raw, tmp_path))
+        train(cfg, raw)
 
 
 def test_local_launcher_gives_each_worker_its_own_gpu(tmp_path):

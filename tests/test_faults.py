@@ -11,7 +11,6 @@ import torch
 
 from scaling import checkpoint
 from scaling.checkpoint import CheckpointError
-from scaling.sweepdir import frozen_yaml
 from scaling.config import run_id
 from scaling.io import atomic_write_text
 from scaling.sweepdir import point_status
@@ -50,7 +49,7 @@ def test_a_summary_that_is_not_a_summary_never_counts_as_finished(tmp_path, cont
 
 def test_a_run_finished_while_waiting_for_its_lock_is_not_trained_again(tmp_path, monkeypatch):
     cfg, raw = make_config(tmp_path)
-    first = train(cfg, frozen_yaml(raw, tmp_path))
+    first = train(cfg, raw)
     summary = (first / "summary.json").read_text()
     metrics = (first / "metrics.jsonl").read_text()
     # Another process finishes the run between our check of summary.json and our taking the lock.
@@ -65,7 +64,7 @@ def test_a_run_finished_while_waiting_for_its_lock_is_not_trained_again(tmp_path
         return real_acquire(self, *args, **kwargs)
 
     monkeypatch.setattr(FileLock, "acquire", finish_then_acquire)
-    train(cfg, frozen_yaml(raw, tmp_path))
+    train(cfg, raw)
     assert (first / "summary.json").read_text() == summary and (first / "metrics.jsonl").read_text() == metrics
 
 
@@ -122,11 +121,11 @@ def test_replacing_a_corpus_file_rebuilds_the_tokens_and_is_a_new_run(tmp_path):
               f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.2", "budget.tokens=20480",
               "eval.tokens=2048"]
     cfg_a, raw_a = make_config(tmp_path, common)
-    run_a = train(cfg_a, frozen_yaml(raw_a, tmp_path))
+    run_a = train(cfg_a, raw_a)
     corpus.write_text("".join(f"a second text, line {i}, about ships and storms at sea.\n" for i in range(3000)))
     cfg_b, raw_b = make_config(tmp_path, common)
     assert run_id(cfg_b) != run_id(cfg_a)
-    run_b = train(cfg_b, frozen_yaml(raw_b, tmp_path))
+    run_b = train(cfg_b, raw_b)
     assert run_b != run_a
     loss = [json.loads((d / "summary.json").read_text())["final_val_loss"] for d in (run_a, run_b)]
     assert loss[0] != loss[1]
@@ -179,7 +178,7 @@ def test_sbatch_values_with_a_trailing_newline_are_refused():
 
 
 def test_the_test_time_study_reads_the_sweep_through_the_validating_reader(tmp_path):
-    from scaling.config import parse
+    from scaling.config import TaskConfig, parse
     from scaling.sweepdir import SweepFormatError
     from scaling.testtime.study import TestTimeConfig, run_study
     from tests.conftest import compose_raw
@@ -189,4 +188,4 @@ def test_the_test_time_study_reads_the_sweep_through_the_validating_reader(tmp_p
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "name": "t", "kind": "cartesian",
                                                         "points": [{"id": "../../etc", "grid": {}}]}))
     with pytest.raises(SweepFormatError, match="not a valid point id"):
-        run_study(tmp_path, cfg, raw["data"]["task"])
+        run_study(tmp_path, cfg, parse(TaskConfig, raw["data"]["task"], "data.task."))

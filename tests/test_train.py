@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from scaling.sweepdir import frozen_yaml
 from scaling.config import run_id
 from scaling.io import read_jsonl
 from scaling.trainer import train
@@ -19,7 +18,7 @@ from tests.conftest import make_config, run_cli
 
 def _train(tmp_path, overrides=()):
     cfg, raw = make_config(tmp_path, list(overrides))
-    run_dir = train(cfg, frozen_yaml(raw, tmp_path))
+    run_dir = train(cfg, raw)
     return cfg, run_dir
 
 
@@ -144,6 +143,15 @@ def test_wandb_offline_mirror_logs_what_metrics_jsonl_holds_and_nothing_of_the_m
         assert logged[e["step"]][key] == e[key]
     data = run_file.read_bytes()
     assert b"marker-7b1e" not in data and str(tmp_path).encode() not in data  # redacted: no environment, no paths
+    assert b"tokens_per_param" in data and b"size=2x64" in data  # the grid position, as config and tags
+
+
+def test_one_point_in_two_sweeps_is_two_wandb_runs(tmp_path):
+    _, first = _train(tmp_path / "a", ["tracking=offline", "budget.tokens=8192", "tracking.group=sweep-a"])
+    _, second = _train(tmp_path / "b", ["tracking=offline", "budget.tokens=8192", "tracking.group=sweep-b"])
+    assert first.name == second.name  # the same run id
+    files = [next(d.glob("wandb/offline-run-*")).name for d in (first, second)]
+    assert files[0].endswith(f"sweep-a-{first.name}") and files[1].endswith(f"sweep-b-{second.name}"), files
 
 
 def test_divergence_stops_the_run_and_marks_it(tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scaling.config import ModelConfig, load_train_config
+from scaling.config import ModelConfig, TaskConfig, load_train_config
 from scaling.flops import matmul_params
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling import sweepdir
@@ -242,20 +242,20 @@ def exchange(models: list[dict[str, Any]], cfg: TestTimeConfig) -> list[dict[str
     return rows
 
 
-def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: dict[str, Any]) -> dict[str, Any]:
+def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[str, Any]:
     out_dir = sweep_dir / "testtime"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    problems = held_out_problems(task["modulus"], task["test_max_steps"], task["test_per_length"], task["seed"])
-    pool = generate(cfg.verifier.train_problems, task["min_steps"], task["max_steps"], task["modulus"],
-                    seed=task["seed"] + 424242, exclude=frozenset(p.prompt for p in problems))
+    problems = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
+    pool = generate(cfg.verifier.train_problems, task.min_steps, task.max_steps, task.modulus,
+                    seed=task.seed + 424242, exclude=frozenset(p.prompt for p in problems))
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
             if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
     models = [study_model(r, problems, pool, cfg, out_dir) for r in runs]
-    results = analyse(models, cfg, task["max_steps"])
-    results["test_set"] = {"problems": len(problems), "lengths": f"1..{task['test_max_steps']}",
-                           "train_lengths": f"{task['min_steps']}..{task['max_steps']}", "modulus": task["modulus"]}
+    results = analyse(models, cfg, task.max_steps)
+    results["test_set"] = {"problems": len(problems), "lengths": f"1..{task.test_max_steps}",
+                           "train_lengths": f"{task.min_steps}..{task.max_steps}", "modulus": task.modulus}
     from scaling.testtime import report
 
     results["figures"] = report.figures(results, out_dir)
