@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scaling.plots import save_figure  # noqa: E402
+from scaling.fit.plots import save_figure  # noqa: E402
 
 
 def figures(results: dict[str, Any], out_dir: Path) -> list[str]:
