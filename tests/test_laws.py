@@ -195,3 +195,16 @@ def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, a
         assert not any(k in fit for k in ("approach3", "approach1")) or case == "good"
     else:
         assert result.returncode == 2
+
+
+def test_kaplan_convergence_rule_counts_seeds_once():
+    def law(n, d):
+        return 1 + 100 / np.sqrt(n) + 10 / np.sqrt(d)
+
+    n = np.repeat([1e2, 1e4, 1e6], 6)
+    d = np.tile(np.repeat([1e2, 1e4, 1e6], 2), 3)  # two seeds per point, 1% apart
+    loss = law(n, d) * np.tile([0.995, 1.005], 9)
+    with np.errstate(all="raise"):
+        xs, ls, left_out = kaplan.unlimited_points(n, d, loss)
+    assert list(np.round(xs)) == [1e2, 1e4] and len(left_out) == 1
+    assert ls == pytest.approx(law(xs, 1e6) * np.sqrt(0.995 * 1.005))

@@ -95,12 +95,15 @@ def unlimited_points(x: np.ndarray, other: np.ndarray, loss: np.ndarray, decimal
     xs, ls, left_out = [], [], []
     for k in np.unique(keys):
         rows = np.flatnonzero(keys == k)
-        if len(np.unique(other[rows])) < 2:
+        # Runs at one (x, other) — seeds — count once, with their mean log-loss.
+        others, index = np.unique(other[rows], return_inverse=True)
+        if len(others) < 2:
             left_out.append(f"{10**k:.3g}: one run, convergence unknown")
             continue
-        rows = rows[np.argsort(other[rows])]
-        (o1, l1), (o2, l2) = (other[rows[-2]], loss[rows[-2]]), (other[rows[-1]], loss[rows[-1]])
-        gain = (np.log(l1) - np.log(l2)) / np.log2(o2 / o1)
+        mean_log_loss = np.bincount(index, weights=np.log(loss[rows])) / np.bincount(index)
+        (o1, o2), (log_l1, log_l2) = others[-2:], mean_log_loss[-2:]
+        l2 = float(np.exp(log_l2))
+        gain = (log_l1 - log_l2) / np.log2(o2 / o1)
         if gain >= CONVERGED_GAIN_PER_DOUBLING:
             left_out.append(f"{10**k:.3g}: still improving {100 * gain:.1f}% per doubling")
             continue
