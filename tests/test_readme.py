@@ -24,7 +24,7 @@ TINY_SWEEP = ["launcher.workers=2", "sweep.fit_bootstrap=10", "model.seq_len=64"
 COMMANDS: dict[str, tuple[str, object]] = {
     "make demo": ("run", ["python train.py", *TINY_TRAIN]),
     "make test": ("elsewhere", "CI runs it (.ci/run)"),
-    "make sweep": ("run", ["python sweep.py", *TINY_SWEEP, "grid.budgets_flops=[2.5e10,5e10]"]),
+    "make sweep": ("elsewhere", "the same command as `python sweep.py`, run below"),
     "make test-slow": ("elsewhere", "tests marked slow: the default studies, end to end"),
     "make bench": ("elsewhere", "bench/__main__.py: measurements, not checks"),
     "python train.py": ("run", TINY_TRAIN),
@@ -33,10 +33,10 @@ COMMANDS: dict[str, tuple[str, object]] = {
     "python train.py --cfg job": ("run", []),
     "python train.py --config-path runs/<id> --config-name config":
         ("elsewhere", "tests/test_train.py::test_cli_runs_and_rerun_from_saved_config"),
-    "python sweep.py": ("run", [*TINY_SWEEP, "grid.budgets_flops=[2.5e10,5e10]"]),
+    "python sweep.py": ("run", [*TINY_SWEEP, "grid.budgets_flops=[2.5e10,5e10]", "grid.sizes_per_budget=3"]),
     "python sweep.py sweep.dry_run=true": ("run", ["sweep.probe=false"]),
     "python sweep.py grid=cartesian": ("run", [*TINY_SWEEP, "grid.size_targets=[30000,60000,120000]",
-                                               "grid.budgets_tokens=[16384,32768]", "budget.batch_tokens=2048"]),
+                                               "grid.budgets_tokens=[16384]", "budget.batch_tokens=2048"]),
     "python sweep.py experiment=chinchilla_gpu launcher.partition=gpu": ("dry", ["sweep.probe=false"]),
     "python sweep.py experiment=chinchilla_gpu launcher=local": ("dry", ["sweep.probe=false"]),
     "python sweep.py experiment=testtime": ("elsewhere", "tests/test_testtime.py (slow): the default study"),

@@ -168,9 +168,9 @@ def test_a_stop_signal_during_the_final_export_loses_nothing(tmp_path, reference
 def test_a_kill_during_a_checkpoint_write_resumes_from_the_previous_checkpoint(tmp_path):
     """SIGKILL while a checkpoint is being written (its temporary file exists): the half-written file is ignored,
     the run resumes from the previous checkpoint and ends exactly as an uninterrupted run does."""
-    # A model whose checkpoint (weights and AdamW state, ~100 MB) takes long enough to write to be caught mid-way.
-    args = [*RUN, "model.num_layers=4", "model.d_model=384", "model.num_heads=6", "budget.tokens=24576",
-            "checkpoint.interval_steps=2", "eval.interval_steps=6", "run.export_hf=false"]
+    # A model whose checkpoint (weights and AdamW state, ~50 MB) takes long enough to write to be caught mid-way.
+    args = [*RUN, "model.num_layers=4", "model.d_model=256", "model.num_heads=4", "budget.tokens=16384",
+            "checkpoint.interval_steps=2", "eval.interval_steps=4", "run.export_hf=false"]
     whole = start("train.py", f"run.out_dir={tmp_path / 'whole'}", *args)
     assert whole.wait() == 0, whole.communicate()
     out = tmp_path / "parts"
