@@ -114,3 +114,16 @@ def test_gpu_benchmark_keeps_each_figure_and_records_a_failure(tmp_path, monkeyp
     results = json.loads(out.read_text())
     assert results["eager"]["mfu"] == 0.5 and results["packing_1"]["points_per_hour"] == 100.0
     assert "out of memory" in results["packing_4"]["error"] and "packing_ratio" not in results
+
+
+def test_no_system_skips_the_tests_that_would_install_or_start_daemons():
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          "tests/test_slurm.py::test_sweep_as_a_slurm_array"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "SCALING_TEST_NO_SYSTEM": "1"}, timeout=120)
+    assert "1 skipped" in out.stdout and "SCALING_TEST_NO_SYSTEM=1: no Slurm installed or started" in out.stdout
