@@ -1,16 +1,7 @@
 """Run a grid of training runs and fit scaling laws: `python sweep.py [grid=...] [launcher=slurm] ...`
-(see configs/sweep.yaml)."""
+(see configs/sweep.yaml); the same as `python -m scaling.sweep`."""
 
-import hydra
-from omegaconf import DictConfig
-
-from scaling.cli import sweep_main
-
-
-@hydra.main(config_path="configs", config_name="sweep", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    sweep_main(cfg)
-
+from scaling.sweep import main
 
 if __name__ == "__main__":
     main()

@@ -14,13 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from scaling.config import ConfigError, TrainConfig, load_train_config
-from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from scaling.errors import EXIT_BUSY, EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 log = logging.getLogger("scaling")
+# Absolute, so that Hydra finds the packaged configs however the entry point was started (`python -m`, a console
+# script, `python train.py` in a checkout), from any directory.
+CONFIGS = str(Path(__file__).resolve().parent / "configs")
 
 def setup_logging() -> None:
     root = logging.getLogger()
@@ -104,22 +109,54 @@ def run_guarded(body: Callable[[], None]) -> None:
         raise
 
 
+_failed_jobs: list[str] = []  # this process's failed multirun jobs (Hydra's basic launcher runs them in turn here)
+
+
+def exit_after_multirun() -> None:
+    """After a multirun: name every failed job and exit non-zero if there was one."""
+    if _failed_jobs:
+        print(f"error: {len(_failed_jobs)} job(s) of the multirun failed (their errors are above):\n  "
+              + "\n  ".join(_failed_jobs), file=sys.stderr)
+        sys.exit(EXIT_FAILED_JOBS)
+
+
 def train_main(cfg: DictConfig) -> None:
+    """One run. In a multirun (`-m`) a job that fails is reported and the next job starts; the process exits
+    non-zero at the end (exit_after_multirun). Ctrl-C still ends the whole multirun."""
     setup_logging()
     register_tasks()
-    raw = to_container(cfg)
-    train_cfg = parse_train_config(raw)
-    if train_cfg.data.offline:
-        # No hub look-ups anywhere (transformers, datasets): fail fast instead of waiting on DNS.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
 
-    def body() -> None:
-        from scaling.trainer import train
+    def job() -> None:
+        raw = to_container(cfg)
+        train_cfg = parse_train_config(raw)
+        if train_cfg.data.offline:
+            # No hub look-ups anywhere (transformers, datasets): fail fast instead of waiting on DNS.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-        print(f"results: {train(train_cfg, raw)}")
+        def body() -> None:
+            from scaling.trainer import train
 
-    run_guarded(body)
+            print(f"results: {train(train_cfg, raw, overrides)}")
+
+        run_guarded(body)
+
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        job()
+        return
+    try:
+        job()
+    except SystemExit as e:
+        if e.code in (0, None):
+            return
+        if e.code == EXIT_INTERRUPTED:
+            raise
+        _failed_jobs.append(f"job {hydra_cfg.job.num} ({' '.join(overrides)}): exit {e.code}")
+    except Exception as e:  # a bug in one job: keep its traceback in the log, run the others
+        log.exception("job %s failed", hydra_cfg.job.num)
+        _failed_jobs.append(f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {type(e).__name__}: {e}")
 
 
 # ------------------------------------------------------------------------------------------------ sweep

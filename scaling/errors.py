@@ -8,6 +8,7 @@ one line on stderr and exit code 2, so a config mistake never ends in a tracebac
 EXIT_USER_ERROR = 2  # a mistake in the input: one line on stderr names it and the fix
 EXIT_INTERRUPTED = 3  # checkpointed after a stop signal: run it again to resume
 EXIT_BUSY = 4  # another process holds the run's lock
+EXIT_FAILED_JOBS = 1  # a Hydra multirun ran every job, and some failed (each named on stderr)
 
 
 class UserError(Exception):

@@ -1,7 +1,8 @@
 """Run a frozen sweep's points locally or as one Slurm array job (the sweep directory: scaling.sweepdir).
 
 Every point runs as its own process through the documented re-run command
-``python train.py --config-path <sweep>/points/<id> --config-name config``, so any point can be re-run by hand.
+``python -m scaling.train --config-path <sweep>/points/<id> --config-name config``, so any point can be re-run by
+hand, from any directory, with the interpreter (and so the installed package) that started the sweep.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import site
 import subprocess
 import sys
 import time
@@ -29,10 +31,10 @@ from scaling.sweepdir import DONE, pending, point_dir, point_status, read_manife
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
 BUSY_RETRY_S = 2.0
 POLL_S = 0.1  # how often the controller looks for finished points: idle time per point is half of it
-TRAIN_SCRIPT = ROOT / "train.py"
+TRAIN_MODULE = "scaling.train"
+IMPORT_ROOT = str(Path(__file__).resolve().parents[1])  # the directory that holds the package
 
 
 def _at_least(field: str, value: float | None, low: float, fix: str) -> None:
@@ -93,8 +95,16 @@ class SlurmLauncherConfig:
 
 
 def point_command(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, str(TRAIN_SCRIPT), "--config-path", str(point_dir(sweep_dir, point_id)),
+    return [sys.executable, "-m", TRAIN_MODULE, "--config-path", str(point_dir(sweep_dir, point_id)),
             "--config-name", "config", *extra]
+
+
+def import_path() -> str | None:
+    """What a point's PYTHONPATH must hold so that it imports this very package: nothing for an installed package
+    (the interpreter finds it), the checkout for a source tree run without installing (``python sweep.py``)."""
+    if IMPORT_ROOT in {str(Path(d).resolve()) for d in site.getsitepackages() + [site.getusersitepackages()]}:
+        return None
+    return os.pathsep.join(p for p in (IMPORT_ROOT, os.environ.get("PYTHONPATH")) if p)
 
 
 # ------------------------------------------------------------------------------------------------ status
@@ -218,11 +228,13 @@ def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> su
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "failed.json").unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if import_path() is not None:
+        env["PYTHONPATH"] = import_path()
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     log_file = open(directory / "process.log", "ab")
     return subprocess.Popen(point_command(sweep_dir, pid, [f"run.num_threads={threads}"]), stdout=log_file,
-                            stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                            stderr=subprocess.STDOUT, env=env, cwd=sweep_dir)
 
 
 def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
@@ -320,9 +332,10 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
         "# On SIGUSR1 (time limit near) or SIGTERM (preemption) the run checkpoints and exits 3; the task requeues",
         "# and resumes from the checkpoint.",
         "set -uo pipefail",
-        f"cd {shlex.quote(str(ROOT))}",
+        f"cd {shlex.quote(str(sweep_dir))}",
+        *([f"export PYTHONPATH={shlex.quote(import_path())}"] if import_path() is not None else []),
         f'POINT=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {points_file})',
-        f"{shlex.quote(sys.executable)} {shlex.quote(str(TRAIN_SCRIPT))} --config-path {points_dir} "
+        f"{shlex.quote(sys.executable)} -m {TRAIN_MODULE} --config-path {points_dir} "
         "--config-name config run.progress=false &",
         "CHILD=$!",
         "trap 'kill -USR1 $CHILD' USR1",

@@ -31,11 +31,11 @@ MANIFEST = "manifest.json"
 SWEEP_FORMAT = 1
 DONE = STATUSES  # statuses a sweep never runs again
 
-# Written above every frozen config so that `python train.py --config-path DIR --config-name config` re-runs it
+# Written above every frozen config so that `python -m scaling.train --config-path DIR --config-name config` re-runs it
 # with the same Hydra settings as train.yaml (no Hydra output directory, the project's own logging).
 FROZEN_HEADER = """\
 # Fully resolved config of one run; re-run it with:
-#   python train.py --config-path {directory} --config-name config
+#   python -m scaling.train --config-path {directory} --config-name config
 defaults:
   - _self_
   - override hydra/job_logging: none
@@ -43,6 +43,9 @@ defaults:
 hydra:
   run:
     dir: .
+  sweep:
+    dir: ${{run.out_dir}}/multirun/${{now:%Y-%m-%d_%H-%M-%S}}
+    subdir: .
   output_subdir: null
 """
 

@@ -2,7 +2,9 @@
 
 Run directory (the contract the sweep and the fitter read):
 
-* ``config.yaml``   the fully resolved config (re-run: ``python train.py --config-path DIR --config-name config``)
+* ``config.yaml``   the fully resolved config (re-run: ``python -m scaling.train --config-path DIR
+                    --config-name config``)
+* ``overrides.yaml`` the command-line overrides the run was started with (like Hydra's own ``overrides.yaml``)
 * ``metrics.jsonl`` one JSON object per train-log or eval event
 * ``summary.json``  written atomically and last: its presence means the run is finished
 * ``hf/``           the model and tokenizer in transformers format
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from filelock import FileLock, Timeout
 
 from scaling import checkpoint, flops
@@ -157,9 +160,9 @@ def _check_data(cfg: TrainConfig, data: TokenData) -> None:
         log.warning("!!! %s !!!", message)
 
 
-def train(cfg: TrainConfig, resolved: dict[str, Any]) -> Path:
+def train(cfg: TrainConfig, resolved: dict[str, Any], overrides: list[str] = ()) -> Path:
     """Train (or resume, or skip if finished) the run described by ``cfg``, whose resolved mapping ``resolved`` is
-    frozen into the run directory; return that directory."""
+    frozen into the run directory with the command-line ``overrides`` that produced it; return that directory."""
     rid = run_id(cfg)
     run_dir = Path(cfg.run.out_dir) / rid
     resolved_yaml = frozen_yaml(resolved, run_dir)
@@ -179,6 +182,7 @@ def train(cfg: TrainConfig, resolved: dict[str, Any]) -> Path:
         if _finished(run_dir):  # another process finished it between the first look and the lock
             log.info("run %s was finished by another process: %s", rid, run_dir)
             return run_dir
+        atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
         file_handler = logging.FileHandler(run_dir / "train.log")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(file_handler)

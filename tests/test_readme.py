@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, object]] = {
     "python train.py --cfg job": ("run", []),
     "python train.py --config-path runs/<id> --config-name config":
         ("elsewhere", "tests/test_train.py::test_cli_runs_and_rerun_from_saved_config"),
+    "python train.py -m optim.lr=1e-3,3e-3,1e-2":
+        ("elsewhere", "tests/test_train.py::test_hydra_multirun_runs_every_job_and_records_overrides"),
+    "scaling-sweep sweep.out_dir=$HOME/sweeps":
+        ("elsewhere", "tests/test_install.py: a sweep from a fresh non-editable install, in an unrelated directory"),
     "python sweep.py": ("run", [*TINY_SWEEP, "grid.budgets_flops=[2.5e10,5e10]", "grid.sizes_per_budget=3"]),
     "python sweep.py sweep.dry_run=true": ("run", ["sweep.probe=false"]),
     "python sweep.py grid=cartesian": ("run", [*TINY_SWEEP, "grid.size_targets=[30000,60000,120000]",

@@ -21,7 +21,7 @@ STAGES = [
     "results",
     "fit",
     "testtime",
-    "cli __main__ pipeline",
+    "cli __main__ pipeline train sweep",
 ]
 
 

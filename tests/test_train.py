@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from scaling.config import run_id
+from scaling.errors import EXIT_FAILED_JOBS
 from scaling.io import read_jsonl
 from scaling.trainer import train
 from tests.conftest import make_config, run_cli
@@ -105,6 +106,26 @@ def test_cli_runs_and_rerun_from_saved_config(tmp_path):
     rerun_dir = tmp_path / "again" / run_dir.name
     assert json.loads((rerun_dir / "summary.json").read_text())["final_val_loss"] == json.loads(
         (run_dir / "summary.json").read_text())["final_val_loss"]
+
+
+
+def test_hydra_multirun_runs_every_job_and_records_overrides(tmp_path):
+    """`python train.py -m a=1,2,3`: each job is its own run with its overrides; a failing job (the bad learning
+    rate in the middle) is named at the end, does not stop the jobs after it, and makes the exit code non-zero."""
+    from tests.conftest import TINY
+
+    out = tmp_path / "runs"
+    result = run_cli("train.py", "-m", f"run.out_dir={out}", *TINY, "budget.tokens=20480", "eval.interval_steps=0",
+                     "optim.lr=1e-3,-1,3e-3")
+    assert result.returncode == EXIT_FAILED_JOBS, result.stderr
+    assert "optim.lr: learning rate must be positive" in result.stderr
+    assert "1 job(s) of the multirun failed" in result.stderr and "job 1 (" in result.stderr
+    runs = sorted(d for d in out.iterdir() if d.name != "multirun")
+    recorded = {next(o for o in yaml.safe_load((d / "overrides.yaml").read_text()) if o.startswith("optim.lr="))
+                for d in runs}
+    assert recorded == {"optim.lr=0.001", "optim.lr=0.003"}
+    assert all((d / "summary.json").exists() for d in runs)
+    assert len(list((out / "multirun").glob("*/multirun.yaml"))) == 1  # hydra.sweep.dir is under run.out_dir
 
 
 def wandb_records(path):

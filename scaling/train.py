@@ -1,0 +1,21 @@
+"""Train one model: ``python -m scaling.train`` (or ``scaling-train``, or ``python train.py`` in a checkout)
+``[group=option ...] [field=value ...]``; ``-m`` runs one job per combination (see configs/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from scaling.cli import CONFIGS, exit_after_multirun, train_main
+
+
+@hydra.main(config_path=CONFIGS, config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    train_main(cfg)
+
+
+def main() -> None:
+    _hydra_main()
+    exit_after_multirun()
+
+
+if __name__ == "__main__":
+    main()
