@@ -391,46 +391,69 @@ def parse(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
+    """``value`` checked against the schema type ``tp``, or a ConfigError naming ``path`` and the fix."""
     if dataclasses.is_dataclass(tp):
         return parse(tp, value, path + ".")
+    origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ConfigError(path, "must not be null", "set a value")
-        inner = [o for o in options if o is not type(None)]
-        return _coerce(inner[0], value, path)
+        return _optional(typing.get_args(tp), value, path)
     if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(path, f"unknown value {value!r}", f"use one of: {', '.join(map(str, allowed))}")
-        return value
+        return _choice(typing.get_args(tp), value, path)
     if origin is list:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(path, f"expected a list, got {value!r}", "write it as [a, b]")
-        (item,) = typing.get_args(tp)
-        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true/false, got {value!r}", "write true or false")
-        return value
-    if tp is int:
-        # Hydra and YAML read 1e6 as a float: accept floats that are whole numbers.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-            raise ConfigError(path, f"expected an integer, got {value!r}", "write a whole number such as 1000000")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(path, f"expected a finite number, got {value!r}", "write a number such as 3e-4")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"expected a string, got {value!r}", "quote the value")
-        return value
+        return _list(typing.get_args(tp)[0], value, path)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, path)
     raise TypeError(f"unsupported schema type {tp} at {path}")
+
+
+def _optional(options: tuple[Any, ...], value: Any, path: str) -> Any:
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(path, "must not be null", "set a value")
+    inner = [o for o in options if o is not type(None)]
+    return _coerce(inner[0], value, path)
+
+
+def _choice(allowed: tuple[Any, ...], value: Any, path: str) -> Any:
+    if value not in allowed:
+        raise ConfigError(path, f"unknown value {value!r}", f"use one of: {', '.join(map(str, allowed))}")
+    return value
+
+
+def _list(item: Any, value: Any, path: str) -> list[Any]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(path, f"expected a list, got {value!r}", "write it as [a, b]")
+    return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true/false, got {value!r}", "write true or false")
+    return value
+
+
+def _int(value: Any, path: str) -> int:
+    # Hydra and YAML read 1e6 as a float: accept floats that are whole numbers.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise ConfigError(path, f"expected an integer, got {value!r}", "write a whole number such as 1000000")
+    return int(value)
+
+
+def _float(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(path, f"expected a finite number, got {value!r}", "write a number such as 3e-4")
+    return float(value)
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"expected a string, got {value!r}", "quote the value")
+    return value
+
+
+_SCALARS = {bool: _bool, int: _int, float: _float, str: _str}
 
 
 def load_train_config(raw: Mapping[str, Any]) -> TrainConfig:

@@ -180,47 +180,81 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
         log.info("%d of %d points already finished: skipped", skipped, len(manifest["points"]))
     log.info("running %d points with %d workers x %d threads%s", len(todo), workers, cfg.threads_per_worker,
              f" on GPUs {gpus}" if gpus else "")
-    running: dict[str, tuple[subprocess.Popen, float, str | None]] = {}
-    free_gpus = list(gpus)
-    durations: list[float] = []
-    outcome: dict[str, str] = {}
+    pool = _Pool(sweep_dir, todo, workers, cfg.threads_per_worker, gpus)
     last_report = 0.0
-    queue = list(todo)
-    retry_at: dict[str, float] = {}
     try:
-        while queue or running or retry_at:
-            while queue and len(running) < workers:
-                pid = queue.pop(0)
-                gpu = free_gpus.pop(0) if free_gpus else None
-                running[pid] = (_start_point(sweep_dir, pid, cfg.threads_per_worker, gpu), time.time(), gpu)
+        while pool.busy():
+            pool.start_ready()
             time.sleep(POLL_S)
-            for pid, (proc, started, gpu) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[pid]
-                if gpu is not None:
-                    free_gpus.append(gpu)
-                outcome[pid] = _finish_point(sweep_dir, pid, proc.returncode)
-                if outcome[pid] == "finished":
-                    durations.append(time.time() - started)
-                elif outcome[pid] == "busy":
-                    # Another controller is training it: try again later; its lock frees when that run ends.
-                    retry_at[pid] = time.time() + BUSY_RETRY_S
-            for pid, when in list(retry_at.items()):
-                if time.time() >= when:
-                    del retry_at[pid]
-                    queue.append(pid)
-            if not queue and not running and retry_at:
-                time.sleep(min(retry_at.values()) - time.time() if min(retry_at.values()) > time.time() else 0)
-            if time.time() - last_report >= cfg.status_interval_s or not (queue or running or retry_at):
-                _report(outcome, running, queue, durations, workers)
+            pool.collect_exited()
+            pool.requeue_due()
+            if time.time() - last_report >= cfg.status_interval_s or not pool.busy():
+                pool.report()
                 last_report = time.time()
     except KeyboardInterrupt:
         # Each run got the same SIGINT, checkpoints and exits; wait for them so nothing is left half-written.
-        for proc, _, _ in running.values():
-            proc.wait()
+        pool.wait_all()
         raise
     return statuses(sweep_dir)
+
+
+class _Pool:
+    """The local launcher's state: points queued, running (one process each, a GPU slot each on a GPU box),
+    waiting to retry, and the outcome of each that exited."""
+
+    def __init__(self, sweep_dir: Path, todo: list[str], workers: int, threads: int, gpus: list[str]) -> None:
+        self.sweep_dir, self.workers, self.threads = sweep_dir, workers, threads
+        self.queue = list(todo)
+        self.free_gpus = list(gpus)
+        self.running: dict[str, tuple[subprocess.Popen, float, str | None]] = {}
+        self.retry_at: dict[str, float] = {}
+        self.outcome: dict[str, str] = {}
+        self.durations: list[float] = []
+
+    def busy(self) -> bool:
+        return bool(self.queue or self.running or self.retry_at)
+
+    def start_ready(self) -> None:
+        while self.queue and len(self.running) < self.workers:
+            pid = self.queue.pop(0)
+            gpu = self.free_gpus.pop(0) if self.free_gpus else None
+            self.running[pid] = (_start_point(self.sweep_dir, pid, self.threads, gpu), time.time(), gpu)
+
+    def collect_exited(self) -> None:
+        for pid, (proc, started, gpu) in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            del self.running[pid]
+            if gpu is not None:
+                self.free_gpus.append(gpu)
+            self.outcome[pid] = _finish_point(self.sweep_dir, pid, proc.returncode)
+            if self.outcome[pid] == "finished":
+                self.durations.append(time.time() - started)
+            elif self.outcome[pid] == "busy":
+                # Another controller is training it: try again later; its lock frees when that run ends.
+                self.retry_at[pid] = time.time() + BUSY_RETRY_S
+
+    def requeue_due(self) -> None:
+        for pid, when in list(self.retry_at.items()):
+            if time.time() >= when:
+                del self.retry_at[pid]
+                self.queue.append(pid)
+        if not self.queue and not self.running and self.retry_at:  # nothing to do until the first retry
+            time.sleep(max(0.0, min(self.retry_at.values()) - time.time()))
+
+    def report(self) -> None:
+        counts = _counts(list(self.outcome.values()))
+        eta = ""
+        if self.durations and (self.queue or self.running):
+            mean = sum(self.durations) / len(self.durations)
+            eta = f" | ETA {mean * (len(self.queue) + len(self.running)) / self.workers / 60:.1f} min"
+        log.info("done %d | running %d | failed %d | pending %d%s",
+                 counts.get("finished", 0) + counts.get("diverged", 0), len(self.running), counts.get("failed", 0),
+                 len(self.queue), eta)
+
+    def wait_all(self) -> None:
+        for proc, _, _ in self.running.values():
+            proc.wait()
 
 
 def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
@@ -251,16 +285,6 @@ def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
     atomic_write_json(directory / "failed.json", {"returncode": returncode, "error": error})
     log.error("point %s failed (exit %d): %s", pid, returncode, error)
     return "failed"
-
-
-def _report(outcome: dict[str, str], running: dict, queue: list[str], durations: list[float], workers: int) -> None:
-    counts = _counts(list(outcome.values()))
-    eta = ""
-    if durations and (queue or running):
-        mean = sum(durations) / len(durations)
-        eta = f" | ETA {mean * (len(queue) + len(running)) / workers / 60:.1f} min"
-    log.info("done %d | running %d | failed %d | pending %d%s", counts.get("finished", 0) + counts.get("diverged", 0),
-             len(running), counts.get("failed", 0), len(queue), eta)
 
 
 # ------------------------------------------------------------------------------------------------ slurm
