@@ -1,8 +1,9 @@
 """Save a trained :class:`scaling.model.GPT` in transformers format (``save_pretrained``).
 
 The mapping is exact: ``AutoModelForCausalLM.from_pretrained(path)`` reproduces the logits of the training module
-(a test checks fp32 max |Δ| ≤ 1e-4). Fused weights are split back into transformers' separate projections; GPT-2's
-``Conv1D`` stores weights transposed.
+(a test checks fp32 max |Δ| ≤ 1e-4). Fused weights are split back into transformers' separate projections,
+the rotary pairs of q and k are reordered into transformers' layout, and GPT-2's ``Conv1D`` stores weights
+transposed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def hf_config(m: ModelConfig, eos_token_id: int | None) -> LlamaConfig | GPT2Con
                       attn_pdrop=0.0, layer_norm_epsilon=m.norm_eps, **common)
 
 
+def half_split_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """q or k rows from the adjacent rotary pairs of scaling.model ((2j, 2j+1) in each head) to transformers'
+    Llama layout (j, j + head_dim/2)."""
+    rows, cols = weight.shape
+    return weight.view(num_heads, rows // num_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
 def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     """Our parameter names and layouts → transformers'."""
     m, sd = model.cfg, {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
@@ -41,6 +49,7 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         for i in range(m.num_layers):
             src, dst = f"blocks.{i}.", f"model.layers.{i}."
             q, k, v = sd[src + "attn.qkv.weight"].chunk(3, dim=0)
+            q, k = half_split_rows(q, m.num_heads), half_split_rows(k, m.num_heads)
             gate, up = sd[src + "mlp.up.weight"].chunk(2, dim=0)
             out |= {
                 dst + "input_layernorm.weight": sd[src + "norm1.weight"],

@@ -2,8 +2,8 @@
 
 Two variants share one module: ``llama`` (RMSNorm, SwiGLU, rotary positions, no biases) and ``gpt2`` (LayerNorm,
 GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
-``scaled_dot_product_attention``, fused norm kernels) and is exported to ``LlamaForCausalLM`` /
-``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
+``scaled_dot_product_attention``, rotary positions as one complex product for q and k together) and is exported
+to ``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
 
 Initialisation (seeded by the caller): every weight matrix and embedding ~ N(0, init_std²); the two residual
 projections of each block (attention output, MLP down) ~ N(0, (init_std / sqrt(2·num_layers))²) so the residual
@@ -22,18 +22,24 @@ from torch.utils.checkpoint import checkpoint
 from scaling.config import ModelConfig
 
 
-def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of shape (seq_len, head_dim) in the half-split layout transformers' Llama uses."""
+def rope_frequencies(head_dim: int, seq_len: int, theta: float) -> torch.Tensor:
+    """e^{i·m·θ_j} for position m and pair j, θ_j = theta^(−2j/head_dim) (Su et al. 2021, RoFormer eq. 34), stored
+    as real (seq_len, head_dim/2, 2) so that casting the module's dtype cannot drop the imaginary part."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
-    angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos(), angles.sin()
+    return torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (2j, 2j+1) of the last dimension of ``x`` (batch, seq, ..., head_dim) by its position's
+    angle: one complex multiplication, in fp32, returned in the activations' dtype.
+
+    The pairs are adjacent here; transformers' Llama pairs j with j + head_dim/2. The two layouts differ by a
+    permutation of each head's q and k rows, which leaves every q·k unchanged: scaling.export applies it."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    angles = torch.view_as_complex(freqs.float()[: x.shape[1]])
+    angles = angles.view(angles.shape[0], *(1,) * (x.dim() - 3), angles.shape[-1])
+    return torch.view_as_real(pairs * angles).flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -44,12 +50,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
         batch, seq, width = x.shape
-        q, k, v = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if rope is not None:  # in the activations' dtype: under autocast, fp32 tables would upcast q and k
-            cos, sin = rope[0][:seq].to(q.dtype), rope[1][:seq].to(q.dtype)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim)
+        if rope is None:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:  # q and k rotated together: one kernel
+            qk, v = qkv.split((2, 1), dim=2)
+            q, k = apply_rope(qk, rope).permute(2, 0, 3, 1, 4)
+            v = v.squeeze(2).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
 
@@ -71,6 +80,7 @@ class MLP(nn.Module):
         return self.down(F.gelu(h))
 
 
+
 class RMSNorm(nn.Module):
     def __init__(self, width: int, eps: float) -> None:
         super().__init__()
@@ -79,6 +89,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -91,7 +102,7 @@ class Block(nn.Module):
         self.norm1, self.attn = make_norm(cfg), Attention(cfg)
         self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope)
         return x + self.mlp(self.norm2(x))
 
@@ -108,9 +119,8 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         if cfg.arch == "llama":
-            cos, sin = rope_tables(cfg.head_dim, cfg.seq_len, cfg.rope_theta)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+            self.register_buffer("rope", rope_frequencies(cfg.head_dim, cfg.seq_len, cfg.rope_theta),
+                                 persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -131,7 +141,7 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb.weight[: idx.shape[1]]
-        rope = (self.rope_cos, self.rope_sin) if self.cfg.arch == "llama" else None
+        rope = self.rope if self.cfg.arch == "llama" else None
         for block in self.blocks:
             x = block(x, rope)
         return self.norm(x)

@@ -39,8 +39,8 @@ def test_rope_keeps_the_activation_dtype(tmp_path, monkeypatch):
     seen = []
     rope = model_module.apply_rope
 
-    def recording(x, cos, sin):
-        out = rope(x, cos, sin)
+    def recording(x, freqs):
+        out = rope(x, freqs)
         seen.append(out.dtype)
         return out
 
