@@ -27,12 +27,14 @@ def markdown(results: dict) -> str:
     lines = [f"# Benchmarks ({results['date']}, {results['machine']})", ""]
     if "throughput" in results:
         lines += ["## Trainer step vs minimal PyTorch GPT (1 thread, batch 8x256, vocab 256, interleaved)", "",
-                  "| shape (L,H,d) | setting | ours tok/s | baseline tok/s | speed-up | pair ratios (quartiles) | "
-                  "ours MFU | spread ours/base |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "ours: the trainer's model, llama (the default: RMSNorm, SwiGLU, RoPE) or gpt2 (the baseline's "
+                  "blocks); baseline: a nanoGPT-style GPT-2 step (bench/baseline_gpt.py).", "",
+                  "| shape (L,H,d) | arch | setting | ours tok/s | baseline tok/s | speed-up | pair ratios (quartiles) "
+                  "| ours MFU | spread ours/base |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in results["throughput"]:
             q1, _, q3 = r["pair_ratio_quartiles"]
-            lines.append(f"| {r['shape']} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
+            lines.append(f"| {r['shape']} | {r.get('arch', 'gpt2')} | {r['setting']} | {r['ours_tokens_per_s']:,.0f} | "
                          f"{r['baseline_tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {q1:.2f}-{q3:.2f} | "
                          f"{100 * r['ours_mfu']:.1f}% | "
                          f"{r['ours_spread_pct']:.0f}% / {r['baseline_spread_pct']:.0f}% |")
@@ -72,6 +74,17 @@ def markdown(results: dict) -> str:
             lines.append(f"| {c['n']} | {c['1x1_flops_per_s'] / 1e9:.0f} | {c['1x2_flops_per_s'] / 1e9:.0f} | "
                          f"{c['2x1_flops_per_s'] / 1e9:.0f} | {c['ratio_2x1_over_1x2']:.2f}x |")
         lines.append("")
+    if "point_start" in results:
+        s = results["point_start"]
+        fresh_s, forked_s = (", ".join(f"{r['seconds']:.0f} s" for r in s[k]) for k in ("fresh", "forked"))
+        lines += [f"## Point start ({s['fresh'][0]['points']} points of the default grid: {' '.join(s['grid'])}, "
+                  "2 workers x 1 thread, alternated)", "",
+                  f"- a new interpreter per point (`launcher.preload=false`): {s['fresh_points_per_hour']:.0f} "
+                  f"points/hour ({fresh_s})",
+                  f"- forked from one preloaded process (`launcher.preload=true`, the default): "
+                  f"{s['forked_points_per_hour']:.0f} points/hour "
+                  f"({forked_s})",
+                  f"- ratio: {s['ratio']:.2f}x (rounds: {', '.join(f'{r:.2f}x' for r in s['pair_ratios'])})", ""]
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
@@ -84,9 +97,10 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", nargs="*", choices=("throughput", "data_path", "sweep_layout", "fitter"))
+    sections = ("throughput", "data_path", "sweep_layout", "point_start", "fitter")
+    parser.add_argument("--only", nargs="*", choices=sections)
     args = parser.parse_args()
-    chosen = set(args.only or ("throughput", "data_path", "sweep_layout", "fitter"))
+    chosen = set(args.only or sections)
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                      "machine": f"{cpu_model()}, {platform.machine()} "
                                 f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads "
@@ -106,6 +120,10 @@ def main() -> None:
         from bench import sweep_layout
 
         results["sweep_layout"] = sweep_layout.run()
+    if "point_start" in chosen:
+        from bench import sweep_layout
+
+        results["point_start"] = sweep_layout.point_start()
     if "fitter" in chosen:
         from bench import fitter
 

@@ -1,5 +1,6 @@
 """Sweep throughput on this machine: the same grid points with 1 worker x 2 threads and with 2 workers x 1 thread,
-next to the ceiling the cores themselves allow (a matmul loop, one process with 2 threads vs 2 processes)."""
+next to the ceiling the cores themselves allow (a matmul loop, one process with 2 threads vs 2 processes); and points
+forked from one preloaded process against a new interpreter per point, alternated."""
 
 from __future__ import annotations
 
@@ -32,16 +33,17 @@ print(2 * n**3 * count / (time.perf_counter() - start))
 """
 
 
-def points_per_hour(workers: int, threads: int) -> dict:
+def points_per_hour(workers: int, threads: int, preload: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "sweep.py"), f"sweep.out_dir={tmp}", "sweep.name=layout", *GRID,
-                        f"launcher.workers={workers}", f"launcher.threads_per_worker={threads}"], cwd=ROOT,
+                        f"launcher.workers={workers}", f"launcher.threads_per_worker={threads}",
+                        f"launcher.preload={str(preload).lower()}"], cwd=ROOT,
                        check=True, capture_output=True, env=dict(os.environ))
         seconds = time.perf_counter() - start
         points = len(list(Path(tmp).glob("layout/runs/*/summary.json")))
-    return {"workers": workers, "threads_per_worker": threads, "points": points, "seconds": seconds,
-            "points_per_hour": 3600 * points / seconds}
+    return {"workers": workers, "threads_per_worker": threads, "preload": preload, "points": points,
+            "seconds": seconds, "points_per_hour": 3600 * points / seconds}
 
 
 def matmul_flops_per_s(processes: int, threads: int, n: int) -> float:
@@ -68,3 +70,17 @@ def run() -> dict:
     return {"grid": GRID, "1x2": one_by_two, "2x1": two_by_one,
             "ratio_2x1_over_1x2": two_by_one["points_per_hour"] / one_by_two["points_per_hour"],
             "matmul_ceiling": core_ceiling()}
+
+
+def point_start(rounds: int = 2) -> dict:
+    """The default launcher (2 workers x 1 thread) with points forked from a preloaded process and with a new
+    interpreter per point, alternated (fresh, forked, fresh, forked, ...) so the shared machine's drift is shared."""
+    fresh, forked = [], []
+    for _ in range(rounds):
+        fresh.append(points_per_hour(2, 1, preload=False))
+        forked.append(points_per_hour(2, 1, preload=True))
+    total = {name: 3600 * sum(r["points"] for r in rows) / sum(r["seconds"] for r in rows)
+             for name, rows in (("fresh", fresh), ("forked", forked))}
+    return {"grid": GRID, "fresh": fresh, "forked": forked, "fresh_points_per_hour": total["fresh"],
+            "forked_points_per_hour": total["forked"], "ratio": total["forked"] / total["fresh"],
+            "pair_ratios": [b["points_per_hour"] / a["points_per_hour"] for a, b in zip(fresh, forked)]}

@@ -104,7 +104,7 @@ def test_local_launcher_gives_each_worker_its_own_gpu(tmp_path):
 
     gpus = [str(i) for i in range(torch.cuda.device_count())]
     cfg = LocalLauncherConfig(kind="local", workers=None, threads_per_worker=1, points_per_gpu=1,
-                              status_interval_s=30.0)
+                              status_interval_s=30.0, preload=True)
     workers, slots = workers_and_slots(cfg, gpus, os.cpu_count() or 1)
     assert workers == len(gpus) and sorted(slots) == gpus
     out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)

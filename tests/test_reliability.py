@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from scaling.io import read_json
 from tests.conftest import CACHE_DIR, ROOT, TINY
 from tests.test_sweep import SWEEP_TINY
 
@@ -191,3 +192,38 @@ def test_a_kill_during_a_checkpoint_write_resumes_from_the_previous_checkpoint(t
     assert "resuming run" in stderr
     run_dir = next(out.iterdir())
     assert comparable(run_dir) == comparable(next((tmp_path / "whole").iterdir()))
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is ``directory`` (a point runs in its sweep's directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")) == directory:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("preload", ["true", "false"])
+def test_a_point_killed_by_the_system_fails_alone_and_the_next_points_run(tmp_path, preload):
+    """SIGKILL (as the OOM killer sends) to a running point, forked from the preloaded process or started fresh:
+    that point is recorded as failed with the signal, and every later point still runs and finishes."""
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=k", *SWEEP_TINY, "launcher.workers=1", "sweep.fit=false",
+            "launcher.status_interval_s=1", f"launcher.preload={preload}", "grid.budgets_tokens=[16384,262144]"]
+    sweep = start("sweep.py", *args)
+    sweep_dir, runs = tmp_path / "k", tmp_path / "k" / "runs"
+    deadline, victim = time.time() + 300, None
+    while time.time() < deadline and victim is None:  # the first point, once it trains
+        training = [d for d in runs.glob("*") if train_events(d)] if runs.exists() else []
+        pids = _processes_in(sweep_dir) if training else []
+        victim = (training[0].name, pids[0]) if len(pids) == 1 else None
+        time.sleep(0.02)
+    assert victim is not None, "no point started training"
+    os.kill(victim[1], signal.SIGKILL)
+    _, stderr = sweep.communicate(timeout=600)
+    assert sweep.returncode == 1, stderr[-3000:]
+    assert read_json(runs / victim[0] / "failed.json")["returncode"] == -signal.SIGKILL
+    statuses = {d.name: (d / "summary.json").exists() for d in runs.iterdir()}
+    assert len(statuses) == 6 and sum(statuses.values()) == 5 and not statuses[victim[0]]
