@@ -49,6 +49,11 @@ def markdown(results: dict) -> str:
                          "MFU is against the fp32 peak (the units emulated bf16 runs on), and the bf16/bf16 "
                          "comparison is left out.")
         lines.append("")
+    if "precision_auto" in results:
+        lines += ["## precision=auto on this CPU (llama, batch 4x256, one thread; the run's own probe)", "",
+                  "| shape (L,H,d) | bf16 step / fp32 step speed | auto chooses |", "|---|---|---|"]
+        lines += [f"| {r['shape']} | {r['bf16_speedup']:.2f}x | {r['choice']} |" for r in results["precision_auto"]]
+        lines.append("")
     if "data_path" in results:
         d = results["data_path"]
         lines += ["## Data path (default train config)", "",
@@ -97,7 +102,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    sections = ("throughput", "data_path", "sweep_layout", "point_start", "fitter")
+    sections = ("throughput", "precision_auto", "data_path", "sweep_layout", "point_start", "fitter")
     parser.add_argument("--only", nargs="*", choices=sections)
     args = parser.parse_args()
     chosen = set(args.only or sections)
@@ -112,6 +117,14 @@ def main() -> None:
         results["throughput"] = throughput.run()
         results["best_settings"] = [throughput.best_settings(shape) for shape in throughput.SHAPES]
         results["fast_bf16"] = cpu_has_fast_bf16()
+    if "precision_auto" in chosen:
+        from bench import throughput
+        from scaling.precision import MIN_SPEEDUP, bf16_speedup
+
+        results["precision_auto"] = [
+            {"shape": "({},{},{})".format(*shape), "bf16_speedup": speedup,
+             "choice": "bf16" if speedup >= MIN_SPEEDUP else "fp32"}
+            for shape in throughput.SHAPES for speedup in [bf16_speedup(throughput.model_config(*shape), 1)]]
     if "data_path" in chosen:
         from bench import data_path
 

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from scaling.config import ConfigError, TrainConfig, load_train_config
+from scaling.config import ConfigError, ModelConfig, TrainConfig, load_train_config
 from scaling.errors import EXIT_BUSY, EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 log = logging.getLogger("scaling")
@@ -79,10 +79,27 @@ def resolve_data(raw: dict[str, Any]) -> None:
         data["fingerprint"] = content_fingerprint(parse(DataConfig, data, "data."))
 
 
+def resolve_precision(raw: dict[str, Any], model: ModelConfig | None = None) -> None:
+    """``precision.dtype=auto`` replaced by the dtype it stands for on this machine for ``model`` (default: the
+    config's own), before the config is hashed or frozen (scaling.precision)."""
+    if raw["precision"]["dtype"] != "auto":
+        return
+    from scaling.config import RunConfig, parse
+    from scaling.hardware import resolve_device, resolve_threads
+    from scaling.precision import choose
+
+    run = parse(RunConfig, raw["run"], "run.")
+    model = model or parse(ModelConfig, raw["model"], "model.")
+    dtype, why = choose(model, resolve_device(run), resolve_threads(run), Path(raw["data"]["cache_dir"]))
+    log.info("precision=auto: %s (%s)", dtype, why)
+    raw["precision"]["dtype"] = dtype
+
+
 def parse_train_config(raw: dict[str, Any]) -> TrainConfig:
     absolutize(raw, "run.out_dir", "data.cache_dir")
     try:
         resolve_data(raw)
+        resolve_precision(raw)
         return load_train_config(raw)
     except UserError as e:
         fail(str(e))
@@ -206,6 +223,11 @@ def sweep_main(cfg: DictConfig) -> None:
     def body() -> None:
         nonlocal launcher
         points = expand(grid, raw)
+        if raw["precision"]["dtype"] == "auto":  # one dtype for every point, chosen for the largest model
+            from scaling.flops import count_params
+
+            resolve_precision(raw, max((p.config.model for p in points), key=lambda m: count_params(m).total))
+            points = expand(grid, raw)
         if launcher.kind == "slurm":
             from scaling.launch import resolve_slurm
 

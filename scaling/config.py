@@ -226,8 +226,10 @@ class BudgetConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PrecisionConfig:
-    dtype: Literal["fp32", "bf16", "fp16"]
-    """Autocast compute dtype; parameters and optimizer state stay fp32. fp16 needs CUDA (it uses a GradScaler)."""
+    dtype: Literal["fp32", "bf16", "fp16", "auto"]
+    """Autocast compute dtype; parameters and optimizer state stay fp32. fp16 needs CUDA (it uses a GradScaler).
+    auto: bf16 where this device runs the model faster in it, else fp32 (scaling.precision); the command line
+    writes the chosen dtype into the config before the run id is computed."""
     tf32: bool
     """Allow TF32 matmuls on CUDA (ignored on CPU)."""
 

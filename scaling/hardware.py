@@ -88,6 +88,9 @@ def autocast_dtype(precision: PrecisionConfig, device: torch.device) -> torch.dt
     """The autocast dtype, or None for plain fp32; refuses combinations that cannot apply on ``device``."""
     if precision.dtype == "fp32":
         return None
+    if precision.dtype == "auto":
+        raise PrecisionError("precision.dtype=auto reached the trainer unresolved (fix: start runs through train.py "
+                             "or sweep.py, or call scaling.cli.resolve_precision on the config first)")
     if precision.dtype == "fp16" and device.type != "cuda":
         raise PrecisionError("precision.dtype=fp16 needs CUDA (its GradScaler is CUDA-only here) "
                              "(fix: precision=bf16 or precision=fp32 on CPU)")
