@@ -100,54 +100,73 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _throughput() -> dict:
+    from bench import throughput
+    from scaling.hardware import cpu_has_fast_bf16
+
+    return {"throughput": throughput.run(),
+            "best_settings": [throughput.best_settings(shape) for shape in throughput.SHAPES],
+            "fast_bf16": cpu_has_fast_bf16()}
+
+
+def _precision_auto() -> dict:
+    from bench import throughput
+    from scaling.precision import MIN_SPEEDUP, bf16_speedup
+
+    rows = []
+    for shape in throughput.SHAPES:
+        speedup = bf16_speedup(throughput.model_config(*shape), 1)
+        rows.append({"shape": "({},{},{})".format(*shape), "bf16_speedup": speedup,
+                     "choice": "bf16" if speedup >= MIN_SPEEDUP else "fp32"})
+    return {"precision_auto": rows}
+
+
+def _data_path() -> dict:
+    from bench import data_path
+
+    return {"data_path": data_path.run()}
+
+
+def _sweep_layout() -> dict:
+    from bench import sweep_layout
+
+    return {"sweep_layout": sweep_layout.run()}
+
+
+def _point_start() -> dict:
+    from bench import sweep_layout
+
+    return {"point_start": sweep_layout.point_start()}
+
+
+def _fitter() -> dict:
+    from bench import fitter
+
+    return {"fitter": {"speed": fitter.speed(), "coverage": fitter.coverage()}}
+
+
+SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _data_path,
+            "sweep_layout": _sweep_layout, "point_start": _point_start, "fitter": _fitter}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    sections = ("throughput", "precision_auto", "data_path", "sweep_layout", "point_start", "fitter")
-    parser.add_argument("--only", nargs="*", choices=sections)
+    parser.add_argument("--only", nargs="*", choices=SECTIONS)
     args = parser.parse_args()
-    chosen = set(args.only or sections)
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                      "machine": f"{cpu_model()}, {platform.machine()} "
                                 f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads "
                                 f"available, torch {torch.__version__}"}
-    if "throughput" in chosen:
-        from bench import throughput
-        from scaling.hardware import cpu_has_fast_bf16
-
-        results["throughput"] = throughput.run()
-        results["best_settings"] = [throughput.best_settings(shape) for shape in throughput.SHAPES]
-        results["fast_bf16"] = cpu_has_fast_bf16()
-    if "precision_auto" in chosen:
-        from bench import throughput
-        from scaling.precision import MIN_SPEEDUP, bf16_speedup
-
-        results["precision_auto"] = [
-            {"shape": "({},{},{})".format(*shape), "bf16_speedup": speedup,
-             "choice": "bf16" if speedup >= MIN_SPEEDUP else "fp32"}
-            for shape in throughput.SHAPES for speedup in [bf16_speedup(throughput.model_config(*shape), 1)]]
-    if "data_path" in chosen:
-        from bench import data_path
-
-        results["data_path"] = data_path.run()
-    if "sweep_layout" in chosen:
-        from bench import sweep_layout
-
-        results["sweep_layout"] = sweep_layout.run()
-    if "point_start" in chosen:
-        from bench import sweep_layout
-
-        results["point_start"] = sweep_layout.point_start()
-    if "fitter" in chosen:
-        from bench import fitter
-
-        results["fitter"] = {"speed": fitter.speed(), "coverage": fitter.coverage()}
     stem = f"{results['date']}-cpu"
-    previous = RESULTS / f"{stem}.json"
-    if previous.exists():  # --only refreshes some sections and keeps the others of the same day
-        results = {**read_json(previous), **results}
-    atomic_write_json(RESULTS / f"{stem}.json", results)
-    atomic_write_text(RESULTS / f"{stem}.md", markdown(results))
-    print(markdown(results))
+    for name in args.only or SECTIONS:
+        results.update(SECTIONS[name]())
+        # Written after every section: a later failure loses nothing measured; --only refreshes some sections and
+        # keeps the others of the same day.
+        previous = RESULTS / f"{stem}.json"
+        merged = {**read_json(previous), **results} if previous.exists() else results
+        atomic_write_json(previous, merged)
+        atomic_write_text(RESULTS / f"{stem}.md", markdown(merged))
+    print(markdown(merged))
 
 
 if __name__ == "__main__":

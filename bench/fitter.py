@@ -29,8 +29,8 @@ def speed() -> dict:
 
 
 def coverage(trials: int = 40, bootstrap: int = 200) -> dict:
-    hits = {k: 0 for k in ("E", "alpha", "beta", "a")}
-    truth = {**TRUTH, "a": TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])}
+    hits = {k: 0 for k in ("E", "alpha", "beta", "a_limit")}
+    truth = {**TRUTH, "a_limit": TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])}
     for seed in range(trials):
         n, d, loss = synthetic(seed, 8, 6, 0.01)
         fit = fit_approach3(n, d, loss, bootstrap=bootstrap, seed=seed)

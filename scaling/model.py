@@ -30,16 +30,28 @@ def rope_frequencies(head_dim: int, seq_len: int, theta: float) -> torch.Tensor:
     return torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
 
 
+def adjacent_pair_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """q or k rows from transformers' Llama layout (rotary pair j with j + head_dim/2 in each head) to the adjacent
+    pairs (2j, 2j+1) this module rotates; scaling.export.half_split_rows is its inverse."""
+    rows, cols = weight.shape
+    return weight.view(num_heads, 2, rows // num_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
 def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate each pair (2j, 2j+1) of the last dimension of ``x`` (batch, seq, ..., head_dim) by its position's
     angle: one complex multiplication, in fp32, returned in the activations' dtype.
 
     The pairs are adjacent here; transformers' Llama pairs j with j + head_dim/2. The two layouts differ by a
     permutation of each head's q and k rows, which leaves every q·k unchanged: scaling.export applies it."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    angles = torch.view_as_complex(freqs.float()[: x.shape[1]])
-    angles = angles.view(angles.shape[0], *(1,) * (x.dim() - 3), angles.shape[-1])
-    return torch.view_as_real(pairs * angles).flatten(-2).to(x.dtype)
+    freqs = freqs.float()[: x.shape[1]]
+    freqs = freqs.view(freqs.shape[0], *(1,) * (x.dim() - 3), *freqs.shape[1:])
+    pairs = x.float().unflatten(-1, (-1, 2))
+    if torch.compiler.is_compiling():  # inductor fuses real arithmetic into one kernel; it has no complex codegen
+        re, im, cos, sin = pairs[..., 0], pairs[..., 1], freqs[..., 0], freqs[..., 1]
+        rotated = torch.stack((re * cos - im * sin, re * sin + im * cos), dim=-1)
+    else:
+        rotated = torch.view_as_real(torch.view_as_complex(pairs) * torch.view_as_complex(freqs))
+    return rotated.flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -135,6 +147,12 @@ class GPT(nn.Module):
                 nn.init.normal_(p, 0.0, residual_std)
             else:
                 nn.init.normal_(p, 0.0, std)
+        if self.cfg.arch == "llama":
+            # Drawn in transformers' layout and reordered, so a seed gives the same model whichever layout is used.
+            for block in self.blocks:
+                q, k, v = block.attn.qkv.weight.chunk(3, dim=0)
+                heads = self.cfg.num_heads
+                block.attn.qkv.weight.copy_(torch.cat([adjacent_pair_rows(q, heads), adjacent_pair_rows(k, heads), v]))
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states, shape (batch, seq, d_model)."""

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize_scalar
 
-from scaling.fit import kaplan
+from scaling.fit import approach1, kaplan
 from scaling.fit.approach2 import fit_approach2
 from scaling.fit.approach3 import NotIdentifiable, fit_approach3
 from scaling.fit.run import backtest, fit_all, leave_one_budget_out
@@ -208,3 +208,24 @@ def test_kaplan_convergence_rule_counts_seeds_once():
         xs, ls, left_out = kaplan.unlimited_points(n, d, loss)
     assert list(np.round(xs)) == [1e2, 1e4] and len(left_out) == 1
     assert ls == pytest.approx(law(xs, 1e6) * np.sqrt(0.995 * 1.005))
+
+
+def test_approach1_reads_the_envelope_where_runs_end_not_in_their_warmup():
+    """Curves on the true surface, each checkpoint worse than the surface while its schedule has not annealed (by
+    0.5 nats at the start, 0 at the end). Below the shortest run's end only such checkpoints exist, and the
+    smallest model's early ones win there: read there, the envelope pulls a far from the truth."""
+    budgets = (1e12, 4e12, 1.6e13, 6.4e13)
+    fractions = np.array([0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0])
+    rows = []
+    sizes = np.geomspace(true_optimum(budgets[0])[0] / 4, true_optimum(budgets[-1])[0] * 4, 12)
+    for c in budgets:
+        n_opt, _ = true_optimum(c)
+        for i, n in enumerate(s for s in sizes if n_opt / 4 <= s <= n_opt * 4):
+            d = c / flops_per_token(n)
+            for t in fractions:
+                rows.append({"run_id": f"{c:.0e}-{i}", "N": n, "D": t * d, "C": t * c,
+                             "loss": float(true_loss(n, t * d)) + 0.5 * (1 - t)})
+    curves = pd.DataFrame(rows)
+    fit = approach1.fit_approach1(curves.run_id, curves.N, curves.D, curves.C, curves.loss)
+    assert min(fit["frontier"]["C"]) == pytest.approx(budgets[0])
+    assert fit["a"] == pytest.approx(exponents_over(budgets)[0], abs=0.05)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from scaling import model as model_module
-from scaling.model import GPT
+from scaling.export import half_split_rows
+from scaling.model import GPT, adjacent_pair_rows
 from tests.conftest import make_config
 
 
@@ -48,3 +49,16 @@ def test_rope_keeps_the_activation_dtype(tmp_path, monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         net(torch.randint(0, cfg.model.vocab_size, (2, cfg.model.seq_len)))
     assert seen and set(seen) == {torch.bfloat16}  # fp32 tables would have upcast q and k to fp32
+
+
+def test_q_k_rows_move_between_the_two_rotary_layouts_and_back():
+    w = torch.randn(2 * 8, 5)  # two heads of eight dimensions
+    assert torch.equal(half_split_rows(adjacent_pair_rows(w, 2), 2), w)
+    assert torch.equal(adjacent_pair_rows(w, 2)[1], w[4])  # pair 0's second element: row head_dim/2 in transformers'
+
+
+def test_the_compiled_rotation_is_the_eager_one(monkeypatch):
+    x, freqs = torch.randn(2, 6, 2, 3, 8), model_module.rope_frequencies(8, 6, 1e4)
+    eager = model_module.apply_rope(x, freqs)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the real-arithmetic path inductor fuses
+    assert torch.allclose(model_module.apply_rope(x, freqs), eager, atol=1e-6)

@@ -1,10 +1,12 @@
 """Chinchilla approach 1: the lower envelope of training curves (Hoffmann et al. 2022, §3.1).
 
-Every run's eval curve is interpolated in (log C, log L); at each of a log-spaced set of FLOP values the run with the
-lowest loss is on the envelope, giving N_opt(C) (that run's size) and D_opt(C) = its tokens at C. Power laws
-N_opt ∝ C^a and D_opt ∝ C^b are fitted by log-log regression over the envelope points where the winner changes
-size at least once. Runs with fewer than two evaluations are left out: they have no curve. Bootstrap: resample
-runs with replacement and recompute the envelope.
+Every run's eval curve is interpolated in (log C, log L); at each of a log-spaced set of FLOP values, from the end
+of the shortest run to the end of the longest, the run with the lowest loss is on the envelope, giving N_opt(C)
+(that run's size) and D_opt(C) = its tokens at C. Power laws N_opt ∝ C^a and D_opt ∝ C^b are fitted by log-log
+regression over the envelope points where the winner changes size at least once. Below the shortest run's end every
+point is a checkpoint in mid-schedule (in warmup, or at a learning rate not yet annealed), and the envelope there is
+whichever small model was early: read there, it pulls a down. Runs with fewer than two evaluations are left out:
+they have no curve. Bootstrap: resample runs with replacement and recompute the envelope.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
     if len({v[0] for v in curves.values()}) < MIN_SIZES:
         raise ValueError(f"approach 1 needs curves of at least {MIN_SIZES} sizes (with {MIN_EVALS_PER_RUN}+ "
                          "evaluations each)")
-    c_all = np.asarray(c, float)
-    grid = np.geomspace(c_all.min(), c_all.max(), NUM_GRID)
+    run_ends = [float(v[1].max()) for v in curves.values()]
+    grid = np.geomspace(min(run_ends), max(run_ends), NUM_GRID)
     losses, tokens, sizes = _interpolated(curves, grid)
 
     def envelope(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
