@@ -13,6 +13,7 @@ import math
 import multiprocessing
 import os
 import re
+import runpy
 import shlex
 import shutil
 import site
@@ -324,9 +325,7 @@ def _run_forked(argv: list[str], cwd: str, log_path: str) -> None:
         os.dup2(log_fd, fd)
     os.close(log_fd)
     sys.argv = [TRAIN_MODULE, *argv]
-    from scaling.train import main
-
-    main()
+    runpy.run_module(TRAIN_MODULE, run_name="__main__", alter_sys=True)  # as `python -m`; its imports are preloaded
 
 
 def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
