@@ -271,10 +271,16 @@ class _Pool:
             proc.wait()
 
 
-def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
+def _fresh_run_dir(sweep_dir: Path, pid: str) -> Path:
+    """The point's run directory, without the failure record of an earlier attempt."""
     directory = run_dir(sweep_dir, pid)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "failed.json").unlink(missing_ok=True)
+    return directory
+
+
+def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
+    directory = _fresh_run_dir(sweep_dir, pid)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if import_path() is not None:
         env["PYTHONPATH"] = import_path()
@@ -304,9 +310,7 @@ class _Forked:
 
 
 def _fork_point(sweep_dir: Path, pid: str, threads: int, gpu: None) -> _Forked:
-    directory = run_dir(sweep_dir, pid)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "failed.json").unlink(missing_ok=True)
+    directory = _fresh_run_dir(sweep_dir, pid)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)  # read when the server starts: the sweep's first point
     argv = point_args(sweep_dir, pid, [f"run.num_threads={threads}"])

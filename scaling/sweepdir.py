@@ -32,22 +32,19 @@ SWEEP_FORMAT = 1
 DONE = STATUSES  # statuses a sweep never runs again
 
 # Written above every frozen config so that `python -m scaling.train --config-path DIR --config-name config` re-runs it
-# with the same Hydra settings as train.yaml (no Hydra output directory, the project's own logging).
-FROZEN_HEADER = """\
+# with train.yaml's own Hydra settings (no Hydra output directory, the project's logging, the multirun directory).
+TRAIN_YAML = Path(__file__).resolve().parent / "configs" / "train.yaml"
+FROZEN_COMMENT = """\
 # Fully resolved config of one run; re-run it with:
 #   python -m scaling.train --config-path {directory} --config-name config
-defaults:
-  - _self_
-  - override hydra/job_logging: none
-  - override hydra/hydra_logging: none
-hydra:
-  run:
-    dir: .
-  sweep:
-    dir: ${{run.out_dir}}/multirun/${{now:%Y-%m-%d_%H-%M-%S}}
-    subdir: .
-  output_subdir: null
 """
+
+
+def _hydra_settings() -> dict[str, Any]:
+    """train.yaml's Hydra node and its overrides of Hydra's own config groups: what a frozen config repeats."""
+    train = yaml.safe_load(TRAIN_YAML.read_text())
+    overrides = [d for d in train["defaults"] if isinstance(d, dict) and next(iter(d)).startswith("override hydra/")]
+    return {"defaults": ["_self_", *overrides], "hydra": train["hydra"]}
 
 
 class SweepFormatError(UserError, ValueError):
@@ -59,7 +56,8 @@ class SweepFormatError(UserError, ValueError):
 
 def frozen_yaml(raw: dict[str, Any], directory: Path) -> str:
     """A resolved config as the YAML file that re-runs it from ``directory``."""
-    return FROZEN_HEADER.format(directory=directory) + OmegaConf.to_yaml(OmegaConf.create(raw))
+    return (FROZEN_COMMENT.format(directory=directory) + yaml.safe_dump(_hydra_settings(), sort_keys=False)
+            + OmegaConf.to_yaml(OmegaConf.create(raw)))
 
 
 def read_frozen(path: Path) -> dict[str, Any]:
