@@ -90,6 +90,24 @@ def markdown(results: dict) -> str:
                   f"{s['forked_points_per_hour']:.0f} points/hour "
                   f"({forked_s})",
                   f"- ratio: {s['ratio']:.2f}x (rounds: {', '.join(f'{r:.2f}x' for r in s['pair_ratios'])})", ""]
+    if "branched" in results:
+        r = results["branched"]
+        b, c = r["studies"]["branched"], r["studies"]["cosine"]
+        lines += ["## Cooldown branches vs independent cosine runs (the same 35 points, 2 workers)", "",
+                  f"Command: `{r['command']}`; the reference adds `grid.branched=false optim=adamw_cosine`.", "",
+                  f"- FLOPs trained: {b['flops_trained']:.3g} vs {c['flops_trained']:.3g}: "
+                  f"**{r['flops_ratio']:.2f}x**; wall time {b['seconds']:.0f} s vs {c['seconds']:.0f} s: "
+                  f"{r['seconds_ratio']:.2f}x",
+                  f"- each run's loss, branch vs its cosine twin: mean {100 * r['run_gap_mean']:+.2f}%, "
+                  f"max |{100 * r['run_gap_max_abs']:.2f}|%",
+                  f"- the two approach-3 laws at every grid point: mean |gap| {100 * r['law_gap_mean']:.2f}%, "
+                  f"max {100 * r['law_gap_max']:.2f}%", "",
+                  "| exponent | branched (95% CI) | cosine (95% CI) | each inside the other's CI |", "|---|---|---|---|"]
+        for k, e in r["exponents"].items():
+            lines.append(f"| {k} | {e['branched']:.3f} [{e['branched_ci95'][0]:.3f}, {e['branched_ci95'][1]:.3f}] "
+                         f"| {e['cosine']:.3f} [{e['cosine_ci95'][0]:.3f}, {e['cosine_ci95'][1]:.3f}] | "
+                         f"{'yes' if e['each_inside_the_other'] else 'no'} |")
+        lines.append("")
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
@@ -139,6 +157,12 @@ def _point_start() -> dict:
     return {"point_start": sweep_layout.point_start()}
 
 
+def _branched() -> dict:
+    from bench import branched
+
+    return {"branched": branched.run()}
+
+
 def _fitter() -> dict:
     from bench import fitter
 
@@ -146,7 +170,8 @@ def _fitter() -> dict:
 
 
 SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _data_path,
-            "sweep_layout": _sweep_layout, "point_start": _point_start, "fitter": _fitter}
+            "sweep_layout": _sweep_layout, "point_start": _point_start, "branched": _branched,
+            "fitter": _fitter}
 
 
 def main() -> None:

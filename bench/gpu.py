@@ -22,6 +22,7 @@ from scaling.trainer import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIM = OptimConfig(lr=6e-4, min_lr_ratio=0.1, schedule="cosine", warmup_steps=0, decay_fraction=0.2,
+                    decay_shape="linear",
                     weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
 
 

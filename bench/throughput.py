@@ -26,6 +26,7 @@ from scaling.trainer import train_step
 SHAPES = [(2, 2, 64), (4, 4, 128), (6, 6, 384)]  # (layers, heads, d_model)
 BATCH, SEQ, VOCAB = 8, 256, 256
 OPTIM = OptimConfig(lr=1e-3, min_lr_ratio=0.1, schedule="cosine", warmup_steps=0, decay_fraction=0.2,
+                    decay_shape="linear",
                     weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
 
 

@@ -1,8 +1,9 @@
 """Resumable checkpoints: atomic, complete-marked, loaded with ``weights_only=True`` (no arbitrary pickle).
 
-Layout under a run directory: ``checkpoints/step-000120.pt``. A file only appears under its final name after it was
-fully written and fsynced (see :func:`scaling.io.atomic_write`), so the newest name is always a complete
-checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
+Layout under a run directory: ``checkpoints/step-000120.pt``, and ``branch_points/step-000096.pt`` for the states
+kept after the run ends because cooldown branches start from them (``checkpoint.branch_steps``). A file only
+appears under its final name after it was fully written and fsynced (see :func:`scaling.io.atomic_write`), so the
+newest name is always a complete checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from scaling.errors import UserError
 from scaling.io import atomic_write
+from scaling.sweepdir import branch_point
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,17 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
-    path = checkpoint_dir(run_dir) / f"step-{step:08d}.pt"
+    path = _write(checkpoint_dir(run_dir) / f"step-{step:08d}.pt", state)
+    for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def save_branch_point(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
+    return _write(branch_point(run_dir, step), state)
+
+
+def _write(path: Path, state: dict[str, Any]) -> Path:
     try:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     except (OSError, RuntimeError) as e:
@@ -39,8 +51,6 @@ def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Pat
         # the file system as OSError; either way the temporary file is gone and the previous checkpoint untouched.
         raise CheckpointError(f"cannot write {path} ({str(e).splitlines()[0][:120]}) (fix: free space or set "
                               "run.out_dir elsewhere; the last good checkpoint is kept)") from None
-    for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
-        old.unlink(missing_ok=True)
     return path
 
 

@@ -178,10 +178,13 @@ class OptimConfig:
     """Floor of the decay as a fraction of the peak."""
     schedule: Literal["cosine", "constant", "wsd"]
     """`cosine`: warmup then cosine over the run's own budget (Chinchilla); `constant`: warmup then flat;
-    `wsd`: warmup, stable, then linear decay over the last `decay_fraction` of steps."""
+    `wsd`: warmup, stable, then a decay over the last `decay_fraction` of steps, shaped by `decay_shape`."""
     warmup_steps: int
     decay_fraction: float
     """Fraction of steps spent decaying (wsd only)."""
+    decay_shape: Literal["linear", "1-sqrt"]
+    """Shape of the wsd decay from the peak to the floor: `linear` (Hu et al. 2024, "MiniCPM") or `1-sqrt`,
+    lr = floor + (peak − floor)·(1 − sqrt(progress)) (Hägele et al. 2024, §3: matches cosine at the same length)."""
     weight_decay: float
     """Applied to matrices only (not to norms, biases or embeddings)."""
     beta1: float
@@ -201,6 +204,10 @@ class OptimConfig:
             _require(0 <= getattr(self, name) < 1, f"optim.{name}", f"{getattr(self, name)} not in [0, 1)",
                      "e.g. 0.9 / 0.95")
         _require(self.grad_clip >= 0, "optim.grad_clip", f"negative: {self.grad_clip}", "use 0 to disable")
+
+    def decay_start(self, num_steps: int) -> int:
+        """First step of a wsd run's decay: where a cooldown branch leaves a longer run of the same config."""
+        return num_steps - max(1, round(self.decay_fraction * num_steps))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,11 +261,31 @@ class CheckpointConfig:
     """Also save when this many minutes passed since the last checkpoint; 0 disables."""
     keep_last: int
     """How many complete checkpoints to keep."""
+    branch_steps: list[int]
+    """Also checkpoint at these steps and keep those checkpoints after the run ends (under `branch_points/`): the
+    states cooldown branches start from (see `branch`)."""
 
     def __post_init__(self) -> None:
         _require(self.interval_steps >= 0, "checkpoint.interval_steps", "negative", "use 0 to disable")
+        _require(all(s > 0 for s in self.branch_steps), "checkpoint.branch_steps", "steps must be positive",
+                 "list steps such as [120, 240]")
         _require(self.interval_minutes >= 0, "checkpoint.interval_minutes", "negative", "use 0 to disable")
         _require(self.keep_last >= 1, "checkpoint.keep_last", f"must be at least 1, got {self.keep_last}", "e.g. 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchConfig:
+    """Start from another run's kept checkpoint (its `checkpoint.branch_steps`) instead of from step 0. With a wsd
+    schedule whose decay starts at that step, the branch is the same computation as training from scratch (a
+    shorter run of the same config), at the cost of its cooldown only (Hägele et al. 2024, §4)."""
+    trunk: str | None
+    """Run id of the run to branch from, in the same `run.out_dir`; null: an ordinary run."""
+    step: int
+    """The trunk's step to start from: the first step of this run's decay."""
+
+    def __post_init__(self) -> None:
+        _require(self.trunk is None or self.step > 0, "branch.step", f"{self.step} is not positive",
+                 "set the trunk step the branch starts from")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +346,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig
     run: RunConfig
     tracking: TrackingConfig
+    branch: BranchConfig
 
     def __post_init__(self) -> None:
         _require(self.model.vocab_size == self.data.tokenizer.vocab_size, "model.vocab_size",
@@ -332,6 +360,14 @@ class TrainConfig:
                  "make batch_tokens a multiple of micro_batch_size * model.seq_len")
         _require(self.eval.tokens >= self.model.seq_len, "eval.tokens",
                  f"{self.eval.tokens} is less than one sequence ({self.model.seq_len})", "raise eval.tokens")
+        if self.branch.trunk is not None:
+            _require(self.optim.schedule == "wsd", "branch.trunk",
+                     f"a branch needs a schedule that is flat until its decay, not {self.optim.schedule!r}",
+                     "optim=adamw_wsd")
+            start = self.optim.decay_start(self.num_steps)
+            _require(self.branch.step == start, "branch.step",
+                     f"step {self.branch.step} is not where this run's decay starts ({start}): the branch would "
+                     "not be the run it stands for", f"branch.step={start}")
 
     @property
     def grad_accum_steps(self) -> int:
@@ -345,8 +381,9 @@ class TrainConfig:
 # Fields that change where or how a run is observed, never what it computes: left out of the run id.
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
     {"run.out_dir", "run.num_threads", "run.progress", "run.log_interval_steps", "run.export_hf",
-     "run.cpu_peak_flops_per_s", "run.divergence_factor", "tracking", "checkpoint", "data.cache_dir"}
+     "run.cpu_peak_flops_per_s", "run.divergence_factor", "tracking", "checkpoint", "data.cache_dir", "branch"}
 )
+"""``branch`` is among them: a branch computes exactly what a run from step 0 computes (a test checks it)."""
 
 
 def run_id(cfg: TrainConfig) -> str:

@@ -27,6 +27,13 @@ Size-dependent hyper-parameter rules (``hparam_rule``):
 
 ``warmup_fraction`` (when set) makes warmup a fixed fraction of each point's steps. Every derived value is written
 into the point's frozen config, so the saved config is exactly what ran.
+
+``branched`` (any kind, wsd schedule): per size and seed, the point with the largest budget is a *trunk* and every
+smaller budget D a *branch* that starts from the trunk's checkpoint at D's decay start, D·(1 − decay_fraction), and
+cools down to D (Hägele et al. 2024, arXiv 2405.18392, §4: one run per size gives every token budget of a ladder).
+A size's points share one warmup (``warmup_fraction`` of its shortest point), so the trunk and its branches run the
+same steps until each branch's decay, and a branch is the very computation its independent run would be. Each
+point's law input stays its own D; the tokens it trains itself (``cost_tokens``) give the study's real cost.
 """
 
 from __future__ import annotations
@@ -82,6 +89,9 @@ class GridConfig:
     min_steps: int
     """Every point must train at least this many optimizer steps (a shorter run is mostly warmup, and its loss says
     more about the schedule than about N and D); expansion fails naming the point otherwise."""
+    branched: bool
+    """Per size and seed, one trunk to the largest budget and cooldown branches from it at every smaller budget
+    (needs optim=adamw_wsd); false: every point trains from scratch."""
 
     def __post_init__(self) -> None:
         if not self.sizes and not self.size_targets:
@@ -211,12 +221,49 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
                         "num_heads": size.num_heads, "params_non_embedding": count_params(model).non_embedding,
                         "params_total": n_total, "budget_tokens": raw["budget"]["tokens"],
                         "compute": raw["budget"]["tokens"] * fpt, "tokens_per_param": raw["budget"]["tokens"] / n_total,
-                        "seed": seed, "flop_convention": grid.flop_convention, **where}
+                        "seed": seed, "flop_convention": grid.flop_convention, "cost_tokens": raw["budget"]["tokens"],
+                        **where}
                 points.append(GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info))
+    if grid.branched:
+        points = _branch(points, grid.warmup_fraction)
     ids = [p.id for p in points]
     if len(set(ids)) != len(ids):
         raise ConfigError("grid", "two grid points resolve to the same run", "remove duplicate sizes or budgets")
     return points
+
+
+def _branch(points: list[GridPoint], warmup_fraction: float | None) -> list[GridPoint]:
+    """The points of each (size, seed) as one trunk (the longest) and cooldown branches off it (module docstring)."""
+    if points[0].config.optim.schedule != "wsd":
+        raise ConfigError("grid.branched", f"branches need a schedule that is flat until its decay, not "
+                          f"{points[0].config.optim.schedule!r}", "optim=adamw_wsd (or grid.branched=false)")
+    groups: dict[tuple[str, int], list[GridPoint]] = {}
+    for p in points:
+        groups.setdefault((p.grid["size"], p.grid["seed"]), []).append(p)
+    out = []
+    for group in groups.values():
+        group.sort(key=lambda p: p.config.num_steps)
+        warmup = (math.ceil(warmup_fraction * group[0].config.num_steps) if warmup_fraction is not None
+                  else group[0].config.optim.warmup_steps)
+        for p in group:
+            p.raw["optim"]["warmup_steps"] = warmup
+        trunk = group[-1]
+        trunk_id = run_id(load_train_config(trunk.raw))
+        starts = [p.config.optim.decay_start(p.config.num_steps) for p in group[:-1]]
+        trunk.raw["checkpoint"]["branch_steps"] = sorted(set(starts))
+        for p, start in zip(group[:-1], starts):
+            if start <= warmup:
+                raise ConfigError(f"grid point {p.grid['size']} {p.config.budget.tokens} tokens: grid.branched",
+                                  f"its decay starts at step {start}, within the size's {warmup}-step warmup",
+                                  "raise the smallest budget or lower grid.warmup_fraction")
+            p.raw["branch"] = {"trunk": trunk_id, "step": start}
+        for p in group:
+            cfg = load_train_config(p.raw)
+            start = p.raw["branch"]["step"] if p is not trunk else 0
+            info = {**p.grid, "cost_tokens": p.config.budget.tokens - start * p.config.budget.batch_tokens,
+                    "branch_of": p.raw["branch"]["trunk"] if p is not trunk else None, "branch_step": start}
+            out.append(GridPoint(id=run_id(cfg), config=cfg, raw=p.raw, grid=info))
+    return out
 
 
 def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = None) -> str:
@@ -228,13 +275,18 @@ def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = 
         params = count_params(p.config.model)
         est = ""
         if tokens_per_s and p.grid["size"] in tokens_per_s:
-            seconds = p.config.budget.tokens / tokens_per_s[p.grid["size"]]
+            seconds = p.grid["cost_tokens"] / tokens_per_s[p.grid["size"]]
             total_s += seconds
             est = f"{seconds:.0f}"
         lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>13,}"
                      f"{params.embedding:>12,}{params.total:>13,}{p.config.budget.tokens:>15,}{p.grid['compute']:>10.2e}"
                      f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>8}{p.config.optim.lr:>9.2e}"
                      f"{p.config.budget.batch_tokens:>8}{est:>8}")
+    branches = [p for p in points if p.grid.get("branch_of")]
+    if branches:
+        trained = sum(p.grid["compute"] * p.grid["cost_tokens"] / p.config.budget.tokens for p in points)
+        lines.append(f"{len(branches)} cooldown branches: the study trains {trained:.3g} FLOPs, "
+                     f"{trained / sum(p.grid['compute'] for p in points):.2f} of its points trained independently")
     lines.append(f"{len(points)} points; FLOPs under {points[0].grid['flop_convention']}"
                  + (f"; estimated {total_s / 60:.1f} min of training on one worker" if tokens_per_s else ""))
     return "\n".join(lines)

@@ -29,7 +29,7 @@ from scaling.config import ConfigError
 from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, UserError
 from scaling.grid import GridPoint
 from scaling.io import atomic_write_json, atomic_write_text, read_json
-from scaling.sweepdir import DONE, pending, point_dir, point_status, read_manifest, run_dir, statuses
+from scaling.sweepdir import DONE, branch_point, pending, point_dir, point_status, read_manifest, run_dir, statuses
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,9 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
     preload = cfg.preload and not gpus and "forkserver" in multiprocessing.get_all_start_methods()
     log.info("running %d points with %d workers x %d threads%s%s", len(todo), workers, cfg.threads_per_worker,
              f" on GPUs {gpus}" if gpus else "", ", each forked from one preloaded process" if preload else "")
-    pool = _Pool(sweep_dir, todo, workers, cfg.threads_per_worker, gpus, preload)
+    branches = {p["id"]: (p["grid"]["branch_of"], p["grid"]["branch_step"]) for p in manifest["points"]
+                if p["grid"].get("branch_of")}
+    pool = _Pool(sweep_dir, todo, workers, cfg.threads_per_worker, gpus, preload, branches)
     last_report = 0.0
     try:
         while pool.busy():
@@ -211,11 +213,13 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
 
 class _Pool:
     """The local launcher's state: points queued, running (one process each, a GPU slot each on a GPU box),
-    waiting to retry, and the outcome of each that exited."""
+    waiting to retry, and the outcome of each that exited. A cooldown branch (``branches``: point → (trunk, step))
+    waits in the queue until its trunk has kept the state it starts from, so no worker idles waiting for it."""
 
     def __init__(self, sweep_dir: Path, todo: list[str], workers: int, threads: int, gpus: list[str],
-                 preload: bool) -> None:
+                 preload: bool, branches: dict[str, tuple[str, int]]) -> None:
         self.sweep_dir, self.workers, self.threads, self.preload = sweep_dir, workers, threads, preload
+        self.branches = branches
         self.queue = list(todo)
         self.free_gpus = list(gpus)
         self.running: dict[str, tuple[subprocess.Popen | _Forked, float, str | None]] = {}
@@ -226,9 +230,21 @@ class _Pool:
     def busy(self) -> bool:
         return bool(self.queue or self.running or self.retry_at)
 
+    def _ready(self, pid: str) -> bool:
+        """A branch is ready once its trunk's state exists, or once its trunk is no longer coming (then the run
+        itself reports why it cannot start)."""
+        if pid not in self.branches:
+            return True
+        trunk, step = self.branches[pid]
+        coming = trunk in self.queue or trunk in self.running or trunk in self.retry_at
+        return not coming or branch_point(run_dir(self.sweep_dir, trunk), step).exists()
+
     def start_ready(self) -> None:
-        while self.queue and len(self.running) < self.workers:
-            pid = self.queue.pop(0)
+        while len(self.running) < self.workers:
+            pid = next((p for p in self.queue if self._ready(p)), None)
+            if pid is None:
+                return
+            self.queue.remove(pid)
             gpu = self.free_gpus.pop(0) if self.free_gpus else None
             start = _fork_point if self.preload else _start_point
             self.running[pid] = (start(self.sweep_dir, pid, self.threads, gpu), time.time(), gpu)

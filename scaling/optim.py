@@ -31,8 +31,10 @@ def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:
     * ``cosine``: cosine from lr to min_lr_ratio·lr, ending exactly at the run's last step, so the cycle length
       equals the run's own budget (Hoffmann et al. 2022, §3 and App. B: a longer cycle overestimates the loss);
     * ``constant``: flat after warmup;
-    * ``wsd``: flat, then linear decay to the floor over the last ``decay_fraction`` of steps
-      (warmup-stable-decay, Hu et al. 2024 "MiniCPM", §4).
+    * ``wsd``: flat, then a decay to the floor over the last ``decay_fraction`` of steps (warmup-stable-decay,
+      Hu et al. 2024 "MiniCPM", §4), linear or 1−sqrt (Hägele et al. 2024, arXiv 2405.18392, §3). Until the decay
+      starts the rate does not depend on the run's length, so a shorter run of the same config follows a longer
+      one step for step up to its own decay: what a cooldown branch resumes from (scaling.grid, ``branched``).
     """
     peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
     warmup = min(cfg.warmup_steps, num_steps - 1)
@@ -44,9 +46,10 @@ def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:
         span = max(1, num_steps - 1 - warmup)
         progress = min(1.0, (step - warmup) / span)
         return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
-    decay_steps = max(1, round(cfg.decay_fraction * num_steps))
-    decay_start = num_steps - decay_steps
-    if step < decay_start:
+    start = cfg.decay_start(num_steps)
+    if step < start:
         return peak
-    progress = (step - decay_start + 1) / decay_steps
+    progress = (step - start + 1) / (num_steps - start)
+    if cfg.decay_shape == "1-sqrt":
+        return floor + (peak - floor) * (1 - math.sqrt(progress))
     return peak + (floor - peak) * progress

@@ -79,6 +79,12 @@ def run_dir(sweep_dir: Path, point_id: str) -> Path:
     return Path(sweep_dir) / "runs" / point_id
 
 
+def branch_point(run_directory: Path, step: int) -> Path:
+    """Where a run keeps its state at ``step`` for cooldown branches (the trainer writes it, a branch and the
+    launcher look for it)."""
+    return Path(run_directory) / "branch_points" / f"step-{step:08d}.pt"
+
+
 # ------------------------------------------------------------------------------------------------ manifest
 
 

@@ -39,7 +39,7 @@ from scaling.io import atomic_write_json, atomic_write_text
 from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
 from scaling.summary import SUMMARY_FORMAT, read_summary
-from scaling.sweepdir import frozen_yaml
+from scaling.sweepdir import branch_point, frozen_yaml
 from scaling.tracking import MetricsLog, WandbMirror
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,13 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     last_eval: dict[str, Any] = {}
     best_loss, last_good_step = math.inf, 0
     ckpt = checkpoint.latest(run_dir)
-    if ckpt is not None:
-        state = checkpoint.load(ckpt, rid)
+    state = checkpoint.load(ckpt, rid) if ckpt is not None else None
+    if state is None and cfg.branch.trunk is not None:
+        ckpt = _trunk_checkpoint(cfg)
+        state = checkpoint.load(ckpt, cfg.branch.trunk)
+        state["wallclock_s"] = 0.0  # the branch's own time; the trunk's part is in the trunk's summary
+        log.info("branch of run %s: starting from its step %d", cfg.branch.trunk, cfg.branch.step)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -237,8 +242,10 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                      "val_loss_by_source": dict(zip(state["last_val_sources"], state["last_val_source_losses"]))}
         best_loss, last_good_step = float(state["best_loss"]), int(state["last_good_step"])
         step = int(state["step"])
-        log.info("resuming run %s from %s (step %d of %d)", rid, ckpt.name, step, num_steps)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_after_step=step if ckpt is not None else None)
+        log.info("resuming run %s from %s (step %d of %d)", rid, ckpt, step, num_steps)
+    resumed_at = step if state is not None else None
+    del state  # the model and optimizer hold their own copies
+    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_after_step=resumed_at)
     position = {"size": f"{cfg.model.num_layers}x{cfg.model.d_model}", "params_total": params.total,
                 "tokens": cfg.budget.tokens, "tokens_per_param": round(cfg.budget.tokens / params.total, 2)}
     tracker = WandbMirror(cfg.tracking, run_dir, rid, to_dict(cfg), position)
@@ -247,8 +254,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
         tokens = at_step * tokens_per_step
         return {"step": at_step, "tokens": tokens, **{f"flops_{c}": tokens * f for c, f in fpt.items()}}
 
-    def save_checkpoint() -> None:
-        state = {"run_id": rid, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    def checkpoint_state() -> dict[str, Any]:
+        return {"run_id": rid, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scaler": scaler.state_dict(), **checkpoint.rng_state(device),
                  "wallclock_s": elapsed_before + time.time() - start_time,
                  "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
@@ -256,7 +263,9 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                  "last_val_loss": last_eval.get("val_loss"), "last_val_loss_se": last_eval.get("val_loss_se"),
                  "last_val_sources": list((last_eval.get("val_loss_by_source") or {}).keys()),
                  "last_val_source_losses": list((last_eval.get("val_loss_by_source") or {}).values())}
-        checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
+
+    def save_checkpoint() -> None:
+        checkpoint.save(run_dir, step, checkpoint_state(), cfg.checkpoint.keep_last)
 
     log.info("run %s: %d steps of %d tokens (%d x %d x %d), %s params non-embedding, device %s, %s",
              rid, num_steps, tokens_per_step, accum, mb, cfg.model.seq_len, f"{params.non_embedding:,}", device,
@@ -328,6 +337,11 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
             if stop.signum is not None:
                 save_checkpoint()
                 raise Interrupted(f"stopped by signal {stop.signum} at step {step}; run again to resume")
+            if step in cfg.checkpoint.branch_steps and not branch_point(run_dir, step).exists():
+                _synchronize(device)
+                checkpoint_start = time.perf_counter()
+                checkpoint.save_branch_point(run_dir, step, checkpoint_state())
+                window_excluded_s += time.perf_counter() - checkpoint_start
             due_by_steps = cfg.checkpoint.interval_steps and step % cfg.checkpoint.interval_steps == 0
             due_by_time = (cfg.checkpoint.interval_minutes
                            and time.time() - last_checkpoint_time >= 60 * cfg.checkpoint.interval_minutes)
@@ -349,7 +363,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     if cfg.run.export_hf and status == "finished":
         from scaling.export import save_transformers  # transformers takes seconds to import: only when exporting
 
-        if ckpt is None or step > int(ckpt.stem.split("-")[1]):
+        if resumed_at is None or step > resumed_at:
             save_checkpoint()
         save_transformers(model, data.tokenizer_file, data.eos_token, run_dir / "hf")
     summary = _summary(cfg, rid, status, step, last_good_step, val_losses, last_eval, len(eval_set.sequences),
@@ -361,6 +375,40 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     tracker.finish(summary)
     log.info("run %s %s: val loss %s -> %s", rid, status, summary["final_val_loss"], run_dir)
     return run_dir
+
+
+BRANCH_POLL_S = 2.0
+
+
+def _trunk_checkpoint(cfg: TrainConfig) -> Path:
+    """The trunk's kept state a branch starts from; while the trunk is still training towards it, wait for it."""
+    trunk_dir = Path(cfg.run.out_dir) / cfg.branch.trunk
+    path = branch_point(trunk_dir, cfg.branch.step)
+    waiting = False
+    while not path.exists():
+        if not _training(trunk_dir):
+            raise checkpoint.CheckpointError(
+                f"branch.trunk: run {cfg.branch.trunk} has no kept state at step {cfg.branch.step} ({path}) and is "
+                "not training (fix: run the trunk first, with that step in its checkpoint.branch_steps; a sweep "
+                "does both)")
+        if not waiting:
+            log.info("waiting for trunk %s to reach step %d", cfg.branch.trunk, cfg.branch.step)
+            waiting = True
+        time.sleep(BRANCH_POLL_S)
+    return path
+
+
+def _training(run_dir: Path) -> bool:
+    """Whether a process holds ``run_dir``'s training lock right now."""
+    if not (run_dir / ".lock").exists():
+        return False
+    lock = FileLock(str(run_dir / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def _summary(cfg: TrainConfig, rid: str, status: str, step: int, last_good_step: int, val_losses: list[float],
@@ -388,6 +436,8 @@ def _summary(cfg: TrainConfig, rid: str, status: str, step: int, last_good_step:
         "model": {"arch": cfg.model.arch, "num_layers": cfg.model.num_layers, "d_model": cfg.model.d_model,
                   "num_heads": cfg.model.num_heads, "seq_len": cfg.model.seq_len},
         "seed": cfg.seed,
+        "branch": {"trunk": cfg.branch.trunk, "step": cfg.branch.step,
+                   "tokens": cfg.branch.step * cfg.budget.batch_tokens} if cfg.branch.trunk is not None else None,
     }
 
 

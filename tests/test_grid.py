@@ -125,3 +125,31 @@ def test_a_point_shorter_than_min_steps_is_refused_by_name():
     grid, base = grid_and_base(["budget.batch_tokens=8192", "budget.micro_batch_size=16"])
     with pytest.raises(ConfigError, match="grid.min_steps"):
         expand(grid, base)
+
+
+def test_branched_grid_has_one_trunk_per_size_and_branches_at_each_decay_start():
+    grid, base = grid_and_base(["grid.branched=true", "optim=adamw_wsd"])
+    points = expand(grid, base)
+    independent = expand(*grid_and_base(["optim=adamw_wsd"]))
+    assert sorted((p.grid["size"], p.config.budget.tokens) for p in points) == sorted(
+        (p.grid["size"], p.config.budget.tokens) for p in independent)  # the same (N, D) points
+    by_id = {p.id: p for p in points}
+    for size in {p.grid["size"] for p in points}:
+        group = sorted((p for p in points if p.grid["size"] == size), key=lambda p: p.config.budget.tokens)
+        trunk = group[-1]
+        assert trunk.config.branch.trunk is None and trunk.grid["cost_tokens"] == trunk.config.budget.tokens
+        assert len({p.config.optim.warmup_steps for p in group}) == 1  # one warmup: one shared prefix
+        for p in group[:-1]:
+            start = p.config.optim.decay_start(p.config.num_steps)
+            assert by_id[p.config.branch.trunk] is trunk and p.config.branch.step == start
+            assert start in trunk.config.checkpoint.branch_steps
+            assert p.grid["cost_tokens"] == p.config.budget.tokens - start * p.config.budget.batch_tokens
+    # The default grid's budgets double, so a size costs about (r - 1 + f) / r = 0.6 of its independent runs.
+    cost = sum(p.grid["cost_tokens"] * flops_per_token(p.config.model, "6n_attention") for p in points)
+    assert 0.5 < cost / sum(p.grid["compute"] for p in points) < 0.75
+
+
+def test_branched_grid_needs_a_wsd_schedule():
+    grid, base = grid_and_base(["grid.branched=true"])
+    with pytest.raises(ConfigError, match="grid.branched.*optim=adamw_wsd"):
+        expand(grid, base)

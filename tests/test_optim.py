@@ -12,7 +12,7 @@ from scaling.model import GPT
 from scaling.optim import build_optimizer, lr_at
 
 BASE = OptimConfig(lr=1.0, min_lr_ratio=0.1, schedule="cosine", warmup_steps=10, decay_fraction=0.2,
-                   weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
+                   decay_shape="linear", weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
 
 
 def test_cosine_warms_up_and_ends_at_the_floor_on_the_last_step():
@@ -35,3 +35,11 @@ def test_constant_and_decay_groups():
     decay, no_decay = build_optimizer(model, BASE, torch.device("cpu")).param_groups
     assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert model.tok_emb.weight in no_decay["params"] and no_decay["weight_decay"] == 0.0
+
+
+def test_wsd_1_sqrt_cooldown_and_its_prefix_is_shared_by_shorter_runs():
+    cfg = dataclasses.replace(BASE, schedule="wsd", decay_shape="1-sqrt")
+    long, short = [lr_at(s, 100, cfg) for s in range(100)], [lr_at(s, 50, cfg) for s in range(50)]
+    # 1-sqrt: a quarter of the way into the 20-step cooldown the rate has lost half its way to the floor.
+    assert long[84] == pytest.approx(0.1 + 0.9 * (1 - 0.5)) and long[-1] == pytest.approx(0.1)
+    assert cfg.decay_start(50) == 40 and short[:40] == long[:40] and short[40] < long[40]

@@ -23,6 +23,12 @@ def _conventions(results: dict[str, Any]) -> list[str]:
              f"D_opt below is counted this way. {results['n_runs']} runs ({results['n_points']} rows), "
              f"C = {results['compute_range'][0]:.2g}..{results['compute_range'][1]:.2g}.", "",
              f"Why this pair by default: {CONVENTIONS_WHY}", ""]
+    if "study_cost" in results:
+        c = results["study_cost"]
+        lines += [f"Study cost: {c['branches']} of the {c['runs']} runs are cooldown branches of a longer run of "
+                  f"their size, so the study trained {c['flops_trained']:.3g} FLOPs, {c['ratio']:.2f} of the "
+                  f"{c['flops_independent']:.3g} its runs would cost trained independently. Each run enters the "
+                  "law with its own D and C.", ""]
     if "eval" in results:
         e = results["eval"]
         lines += [f"Evaluation: each run's loss is the mean over {e['sequences']} held-out sequences sampled across "

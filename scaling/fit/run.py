@@ -187,6 +187,8 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
     results: dict[str, Any] = {"conventions": dict(table.conventions), "n_points": int(len(p)),
                                "n_runs": int(p.run_id.nunique()), "compute_range": [float(p.C.min()), float(p.C.max())],
                                "notes": notes, "excluded": list(table.excluded), "not_identifiable": {}}
+    if table.study_cost is not None:
+        results["study_cost"] = dict(table.study_cost)
     if "loss_se" in p.columns and p.loss_se.notna().all():
         results["eval"] = _eval_noise(p)
     flops: FlopsPerToken | None = None

@@ -42,6 +42,9 @@ class FitTable:
     """The parameter count ("params") and FLOP convention ("flops") of N and C, and why they were chosen."""
     notes: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    study_cost: dict[str, float] | None = None
+    """A sweep with cooldown branches: the FLOPs it trained (trunks whole, branches from their start) against the
+    FLOPs of the same runs trained independently."""
 
 
 def _clean(df: pd.DataFrame, label: pd.Series, source: str) -> tuple[pd.DataFrame, list[str]]:
@@ -138,7 +141,17 @@ def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = N
                                "C": ev[f"flops_{flops}"].astype(float), "loss": ev.val_loss.astype(float)})
         curves = curves[(curves.D > 0) & np.isfinite(curves.loss)]
     return FitTable(points=points, curves=curves, excluded=excluded + dropped,
-                    conventions={"params": params, "flops": flops})
+                    conventions={"params": params, "flops": flops}, study_cost=_study_cost(runs, flops))
+
+
+def _study_cost(runs: pd.DataFrame, flops: str) -> dict[str, float] | None:
+    if "branch_tokens" not in runs.columns or not (runs.branch_tokens > 0).any():
+        return None
+    independent = runs[f"flops_{flops}"].astype(float)
+    trained = independent * (1 - runs.branch_tokens.astype(float) / runs.tokens.astype(float))
+    return {"flops_trained": float(trained.sum()), "flops_independent": float(independent.sum()),
+            "ratio": float(trained.sum() / independent.sum()), "branches": int((runs.branch_tokens > 0).sum()),
+            "runs": len(runs)}
 
 
 def load(path: Path, **kwargs) -> FitTable:
