@@ -102,7 +102,8 @@ def markdown(results: dict) -> str:
                   f"max |{100 * r['run_gap_max_abs']:.2f}|%",
                   f"- the two approach-3 laws at every grid point: mean |gap| {100 * r['law_gap_mean']:.2f}%, "
                   f"max {100 * r['law_gap_max']:.2f}%", "",
-                  "| exponent | branched (95% CI) | cosine (95% CI) | each inside the other's CI |", "|---|---|---|---|"]
+                  "| exponent | branched (95% CI) | cosine (95% CI) | each inside the other's CI |",
+                  "|---|---|---|---|"]
         for k, e in r["exponents"].items():
             lines.append(f"| {k} | {e['branched']:.3f} [{e['branched_ci95'][0]:.3f}, {e['branched_ci95'][1]:.3f}] "
                          f"| {e['cosine']:.3f} [{e['cosine_ci95'][0]:.3f}, {e['cosine_ci95'][1]:.3f}] | "
