@@ -109,6 +109,22 @@ def markdown(results: dict) -> str:
                          f"| {e['cosine']:.3f} [{e['cosine_ci95'][0]:.3f}, {e['cosine_ci95'][1]:.3f}] | "
                          f"{'yes' if e['each_inside_the_other'] else 'no'} |")
         lines.append("")
+    if "mup" in results:
+        r = results["mup"]
+        widths = sorted(r["widths"], key=int)
+        lines += ["## Learning-rate transfer across width: μP vs standard parametrization", "",
+                  f"Command: `{r['command']}`; the standard parametrization adds `model.mup_base_width=null`. "
+                  "Each width trains at 7 learning rates a factor 2 apart (one budget, 256 steps); lr_opt is the "
+                  "vertex of a parabola in log-lr through the best rate and its neighbours ('edge' when the best "
+                  "is the smallest or largest rate swept).", "",
+                  "| d_model | μP lr_opt | μP best loss | standard lr_opt | standard best loss |",
+                  "|---|---|---|---|---|"]
+        for w in widths:
+            m, s_ = r["widths"][w]["mup"], r["widths"][w]["standard"]
+            lines.append(f"| {w} | {m['lr_opt']:.3g}{'' if m['interior'] else ' (edge)'} | {m['best_loss']:.4f} | "
+                         f"{s_['lr_opt']:.3g}{'' if s_['interior'] else ' (edge)'} | {s_['best_loss']:.4f} |")
+        lines += ["", f"- lr_opt at {widths[-1]} / lr_opt at {widths[0]}: μP {r['mup_shift']:.2f}x, standard "
+                  f"{r['standard_shift']:.2f}x (1 = perfect transfer)", ""]
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
@@ -164,6 +180,12 @@ def _branched() -> dict:
     return {"branched": branched.run()}
 
 
+def _mup() -> dict:
+    from bench import mup
+
+    return {"mup": mup.run()}
+
+
 def _fitter() -> dict:
     from bench import fitter
 
@@ -172,7 +194,7 @@ def _fitter() -> dict:
 
 SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _data_path,
             "sweep_layout": _sweep_layout, "point_start": _point_start, "branched": _branched,
-            "fitter": _fitter}
+            "mup": _mup, "fitter": _fitter}
 
 
 def main() -> None:

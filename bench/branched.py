@@ -29,8 +29,11 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, args in STUDIES.items():
             start = time.perf_counter()
-            subprocess.run([sys.executable, str(ROOT / "sweep.py"), f"sweep.out_dir={tmp}", f"sweep.name={name}",
-                            *args], cwd=ROOT, check=True, capture_output=True, env=dict(os.environ))
+            result = subprocess.run([sys.executable, str(ROOT / "sweep.py"), f"sweep.out_dir={tmp}",
+                                     f"sweep.name={name}", *args], cwd=ROOT, capture_output=True, text=True,
+                                    env=dict(os.environ))
+            if result.returncode != 0:
+                raise RuntimeError(f"{name} study failed:\n{result.stderr[-3000:]}")
             fit = read_json(Path(tmp) / name / "report" / "fit.json")
             runs = pd.read_csv(Path(tmp) / name / "results" / "runs.csv")
             flops = float(runs.flops_6n_attention.sum())

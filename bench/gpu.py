@@ -29,7 +29,7 @@ OPTIM = OptimConfig(lr=6e-4, min_lr_ratio=0.1, schedule="cosine", warmup_steps=0
 def big_model(compile_model: bool, steps: int = 200, micro_batch: int = 32) -> dict:
     cfg = ModelConfig(arch="llama", num_layers=12, d_model=768, num_heads=12, d_ff=None, ffn_ratio=8 / 3,
                       seq_len=1024, vocab_size=32768, tie_embeddings=False, init_std=0.02, norm_eps=1e-5,
-                      rope_theta=1e4)
+                      rope_theta=1e4, mup_base_width=None)
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     model = GPT(cfg).to(device)

@@ -38,7 +38,7 @@ def model_config(layers: int, heads: int, d: int, arch: str = "llama") -> ModelC
     the GPT-2 variant with the baseline's blocks (LayerNorm, GELU MLP 4x, learned positions); embeddings tied."""
     return ModelConfig(arch=arch, num_layers=layers, d_model=d, num_heads=heads, d_ff=None,
                        ffn_ratio=2.6667 if arch == "llama" else 4.0, seq_len=SEQ, vocab_size=VOCAB,
-                       tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4)
+                       tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4, mup_base_width=None)
 
 
 def make_ours(cfg: ModelConfig, dtype: torch.dtype | None, compile_model: bool):

@@ -55,6 +55,11 @@ class ModelConfig:
     norm_eps: float
     rope_theta: float
     """RoPE base frequency (llama only)."""
+    mup_base_width: int | None
+    """null: standard parametrization. A width: the Maximal Update Parametrization (Yang et al. 2022, "Tensor
+    Programs V") with this d_model as its base, where it equals the standard one; learning rate and init tuned at
+    the base width then hold at other widths (scaling.model, scaling.optim). Widths compared this way keep
+    num_heads fixed (heads widen with the model)."""
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "d_model", "num_heads", "seq_len", "vocab_size"):
@@ -72,6 +77,13 @@ class ModelConfig:
         _require(self.ffn_ratio > 0, "model.ffn_ratio", f"must be positive, got {self.ffn_ratio}", "e.g. 4.0")
         _require(self.init_std > 0, "model.init_std", f"must be positive, got {self.init_std}", "e.g. 0.02")
         _require(self.vocab_size <= 2**32, "model.vocab_size", "too large", "use a vocabulary below 2^32")
+        _require(self.mup_base_width is None or self.mup_base_width > 0, "model.mup_base_width",
+                 f"must be positive, got {self.mup_base_width}", "the d_model you tuned at, or null")
+
+    @property
+    def width_mult(self) -> float:
+        """d_model / mup_base_width under μP, 1 under the standard parametrization."""
+        return 1.0 if self.mup_base_width is None else self.d_model / self.mup_base_width
 
     @property
     def head_dim(self) -> int:

@@ -3,11 +3,14 @@
 The mapping is exact: ``AutoModelForCausalLM.from_pretrained(path)`` reproduces the logits of the training module
 (a test checks fp32 max |Δ| ≤ 1e-4). Fused weights are split back into transformers' separate projections,
 the rotary pairs of q and k are reordered into transformers' layout, and GPT-2's ``Conv1D`` stores weights
-transposed.
+transposed. A μP model's multipliers are folded into weights, so that the exported model is a standard one: the
+attention scale's extra 1/sqrt(width_mult) into q (scores are bilinear in q and k), the logits' 1/width_mult into
+the output layer, which is then stored untied from the embedding.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -18,8 +21,13 @@ from scaling.config import ModelConfig
 from scaling.model import GPT
 
 
+def tied_on_export(m: ModelConfig) -> bool:
+    """Whether the exported output layer is the embedding: not under μP, whose logit multiplier is folded into it."""
+    return m.tie_embeddings and m.mup_base_width is None
+
+
 def hf_config(m: ModelConfig, eos_token_id: int | None) -> LlamaConfig | GPT2Config:
-    common = dict(vocab_size=m.vocab_size, tie_word_embeddings=m.tie_embeddings, bos_token_id=eos_token_id,
+    common = dict(vocab_size=m.vocab_size, tie_word_embeddings=tied_on_export(m), bos_token_id=eos_token_id,
                   eos_token_id=eos_token_id, pad_token_id=None)
     if m.arch == "llama":
         return LlamaConfig(hidden_size=m.d_model, intermediate_size=m.ffn_dim, num_hidden_layers=m.num_layers,
@@ -42,6 +50,7 @@ def half_split_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
 def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     """Our parameter names and layouts → transformers'."""
     m, sd = model.cfg, {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    q_scale = math.sqrt(1 / m.width_mult)  # μP's attention scale beyond transformers' 1/sqrt(head_dim); 1 otherwise
     out: dict[str, torch.Tensor] = {}
     if m.arch == "llama":
         out["model.embed_tokens.weight"] = sd["tok_emb.weight"]
@@ -49,7 +58,7 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         for i in range(m.num_layers):
             src, dst = f"blocks.{i}.", f"model.layers.{i}."
             q, k, v = sd[src + "attn.qkv.weight"].chunk(3, dim=0)
-            q, k = half_split_rows(q, m.num_heads), half_split_rows(k, m.num_heads)
+            q, k = half_split_rows(q, m.num_heads) * q_scale, half_split_rows(k, m.num_heads)
             gate, up = sd[src + "mlp.up.weight"].chunk(2, dim=0)
             out |= {
                 dst + "input_layernorm.weight": sd[src + "norm1.weight"],
@@ -74,7 +83,10 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
             for ours, theirs in linears.items():
                 out[dst + theirs + ".weight"] = sd[src + ours + ".weight"].t().contiguous()  # Conv1D is (in, out)
                 out[dst + theirs + ".bias"] = sd[src + ours + ".bias"]
-    out["lm_head.weight"] = sd["lm_head.weight"]
+            q_rows = slice(0, m.d_model)  # c_attn's outputs are [q, k, v]
+            out[dst + "attn.c_attn.weight"][:, q_rows] *= q_scale
+            out[dst + "attn.c_attn.bias"][q_rows] *= q_scale
+    out["lm_head.weight"] = sd["lm_head.weight"] / m.width_mult
     return out
 
 
@@ -82,10 +94,10 @@ def to_transformers(model: GPT, eos_token_id: int | None) -> PreTrainedModel:
     config = hf_config(model.cfg, eos_token_id)
     hf = (LlamaForCausalLM if model.cfg.arch == "llama" else GPT2LMHeadModel)(config)
     missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and model.cfg.tie_embeddings)]
+    missing = [k for k in missing if not (k == "lm_head.weight" and tied_on_export(model.cfg))]
     if missing or unexpected:
         raise RuntimeError(f"weight mapping is incomplete: missing={missing} unexpected={unexpected}")
-    if model.cfg.tie_embeddings:
+    if tied_on_export(model.cfg):
         hf.tie_weights()
     return hf.eval()
 

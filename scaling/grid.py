@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,6 +56,34 @@ class SizeSpec:
     num_layers: int
     d_model: int
     num_heads: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneConfig:
+    """Per-size tuning (Porian et al. 2024, §4: untuned learning rate, batch and β2 explain much of the
+    Kaplan-Chinchilla gap): every point trains once per combination; the fit keeps each (N, D)'s best run and fits
+    the best learning rate and batch against C (DeepSeek-AI 2024, §3.1). Empty lists sweep nothing."""
+    lr_factors: list[float]
+    """Multipliers of each point's learning rate (after `hparam_rule`), e.g. [0.5, 1, 2]."""
+    batch_factors: list[float]
+    """Multipliers of each point's batch in tokens (rounded to whole micro-batches)."""
+    beta2: list[float]
+    """Values of AdamW's β2."""
+
+    def __post_init__(self) -> None:
+        if any(f <= 0 for f in [*self.lr_factors, *self.batch_factors]):
+            raise ConfigError("grid.tune", "factors must be positive", "e.g. grid.tune.lr_factors=[0.5,1,2]")
+        if any(not 0 <= b < 1 for b in self.beta2):
+            raise ConfigError("grid.tune.beta2", f"{self.beta2} has values outside [0, 1)", "e.g. [0.95, 0.99]")
+        for name in ("lr_factors", "batch_factors", "beta2"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ConfigError(f"grid.tune.{name}", "repeated values train the same run twice", "list each once")
+
+    def variants(self, beta2: float) -> list[dict[str, float]]:
+        """Every combination, as (lr factor, batch factor, β2); the base config's β2 where none are swept."""
+        return [{"lr_factor": lr, "batch_factor": batch, "beta2": b2} for lr in self.lr_factors or [1.0]
+                for batch in self.batch_factors or [1.0] for b2 in self.beta2 or [beta2]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +121,7 @@ class GridConfig:
     branched: bool
     """Per size and seed, one trunk to the largest budget and cooldown branches from it at every smaller budget
     (needs optim=adamw_wsd); false: every point trains from scratch."""
+    tune: TuneConfig
 
     def __post_init__(self) -> None:
         if not self.sizes and not self.size_targets:
@@ -189,41 +219,14 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
                        if _window(grid, size_index, isoflop_ratios, j)]
         else:
             budgets = [(k * n_total, {"budget_tokens_per_param": float(k)}) for k in grid.tokens_per_param]
-        for tokens, where in budgets:
-            for seed in grid.seeds:
-                raw = copy.deepcopy(base_raw)
-                raw["seed"] = seed
-                raw["model"].update(num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
-                compute = tokens * fpt
-                if grid.hparam_rule == "deepseek":
-                    raw["optim"]["lr"] = 0.3118 * compute**-0.125
-                    raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
-                        0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
-                elif grid.hparam_rule == "lr_inverse_width":
-                    raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
-                # Round the budget to whole steps so nominal and actual tokens agree; less than one step is an error
-                # (raised below by the budget's own validation).
-                batch_tokens = raw["budget"]["batch_tokens"]
-                raw["budget"]["tokens"] = round(tokens / batch_tokens) * batch_tokens or int(tokens)
-                if grid.warmup_fraction is not None:
-                    raw["optim"]["warmup_steps"] = math.ceil(
-                        grid.warmup_fraction * raw["budget"]["tokens"] / batch_tokens)
-                label = f"grid point {size.name} {where} seed {seed}"
-                try:
-                    cfg = load_train_config(raw)
-                except ConfigError as e:
-                    raise ConfigError(f"{label}: {e.field_path}", str(e).split(": ", 1)[1], "adjust the grid") from None
-                if cfg.num_steps < grid.min_steps:
-                    raise ConfigError(f"{label}: grid.min_steps", f"{cfg.num_steps} steps, fewer than {grid.min_steps}",
-                                      "lower budget.batch_tokens, drop the size from this budget, or lower "
-                                      "grid.min_steps")
-                info = {"size": size.name, "num_layers": size.num_layers, "d_model": size.d_model,
-                        "num_heads": size.num_heads, "params_non_embedding": count_params(model).non_embedding,
-                        "params_total": n_total, "budget_tokens": raw["budget"]["tokens"],
-                        "compute": raw["budget"]["tokens"] * fpt, "tokens_per_param": raw["budget"]["tokens"] / n_total,
-                        "seed": seed, "flop_convention": grid.flop_convention, "cost_tokens": raw["budget"]["tokens"],
-                        **where}
-                points.append(GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info))
+        untuned = {"lr_factor": 1.0, "batch_factor": 1.0, "beta2": base_raw["optim"]["beta2"]}
+        variants = grid.tune.variants(untuned["beta2"])
+        for (tokens, where), seed, tune in itertools.product(budgets, grid.seeds, variants):
+            point = _point(grid, base_raw, size, model, tokens, where, seed, tune)
+            if len(variants) > 1:  # one (N, D) cell, several settings: the fit keeps the cell's best run
+                point.grid.update({f"tune_{k}": v for k, v in tune.items()}, untuned=tune == untuned,
+                                  cell=f"{size.name} {next(iter(where.values())):g} seed {seed}")
+            points.append(point)
     if grid.branched:
         points = _branch(points, grid.warmup_fraction)
     ids = [p.id for p in points]
@@ -232,14 +235,59 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
     return points
 
 
+def _point(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: ModelConfig, tokens: float,
+           where: dict[str, float], seed: int, tune: dict[str, float]) -> GridPoint:
+    """One point: the base config at this size, budget and seed, with the size rule's and the tuning's settings."""
+    raw = copy.deepcopy(base_raw)
+    raw["seed"] = seed
+    raw["model"].update(num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
+    fpt = flops_per_token(model, grid.flop_convention)
+    compute = tokens * fpt
+    if grid.hparam_rule == "deepseek":
+        raw["optim"]["lr"] = 0.3118 * compute**-0.125
+        raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
+            0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
+    elif grid.hparam_rule == "lr_inverse_width":
+        raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
+    raw["optim"]["lr"] *= tune["lr_factor"]
+    raw["optim"]["beta2"] = tune["beta2"]
+    if tune["batch_factor"] != 1.0:
+        raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
+            raw["budget"]["batch_tokens"] * tune["batch_factor"], model.seq_len, raw["budget"]["micro_batch_size"])
+    # Round the budget to whole steps so nominal and actual tokens agree; less than one step is an error (raised
+    # below by the budget's own validation).
+    batch_tokens = raw["budget"]["batch_tokens"]
+    raw["budget"]["tokens"] = round(tokens / batch_tokens) * batch_tokens or int(tokens)
+    if grid.warmup_fraction is not None:
+        raw["optim"]["warmup_steps"] = math.ceil(grid.warmup_fraction * raw["budget"]["tokens"] / batch_tokens)
+    label = f"grid point {size.name} {where} seed {seed}"
+    try:
+        cfg = load_train_config(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{label}: {e.field_path}", str(e).split(": ", 1)[1], "adjust the grid") from None
+    if cfg.num_steps < grid.min_steps:
+        raise ConfigError(f"{label}: grid.min_steps", f"{cfg.num_steps} steps, fewer than {grid.min_steps}",
+                          "lower budget.batch_tokens, drop the size from this budget, or lower grid.min_steps")
+    n_total = count_params(model).total
+    info = {"size": size.name, "num_layers": size.num_layers, "d_model": size.d_model, "num_heads": size.num_heads,
+            "params_non_embedding": count_params(model).non_embedding, "params_total": n_total,
+            "budget_tokens": raw["budget"]["tokens"], "compute": raw["budget"]["tokens"] * fpt,
+            "tokens_per_param": raw["budget"]["tokens"] / n_total, "seed": seed,
+            "flop_convention": grid.flop_convention, "cost_tokens": raw["budget"]["tokens"], **where}
+    return GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info)
+
+
 def _branch(points: list[GridPoint], warmup_fraction: float | None) -> list[GridPoint]:
-    """The points of each (size, seed) as one trunk (the longest) and cooldown branches off it (module docstring)."""
+    """The points of each (size, seed, setting) as one trunk (the longest) and cooldown branches off it (module
+    docstring)."""
     if points[0].config.optim.schedule != "wsd":
         raise ConfigError("grid.branched", f"branches need a schedule that is flat until its decay, not "
                           f"{points[0].config.optim.schedule!r}", "optim=adamw_wsd (or grid.branched=false)")
-    groups: dict[tuple[str, int], list[GridPoint]] = {}
-    for p in points:
-        groups.setdefault((p.grid["size"], p.grid["seed"]), []).append(p)
+    groups: dict[tuple, list[GridPoint]] = {}
+    for p in points:  # one trunk per size, seed and tuned setting
+        key = (p.grid["size"], p.grid["seed"], *(p.grid.get(f"tune_{k}") for k in ("lr_factor", "batch_factor",
+                                                                                  "beta2")))
+        groups.setdefault(key, []).append(p)
     out = []
     for group in groups.values():
         group.sort(key=lambda p: p.config.num_steps)

@@ -8,6 +8,13 @@ to ``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which sp
 Initialisation (seeded by the caller): every weight matrix and embedding ~ N(0, init_std²); the two residual
 projections of each block (attention output, MLP down) ~ N(0, (init_std / sqrt(2·num_layers))²) so the residual
 stream's variance does not grow with depth (GPT-2, Radford et al. 2019, §2.3); biases 0, norm gains 1.
+
+μP (``mup_base_width`` set; Yang et al. 2022, "Tensor Programs V", Table 3 and §D for transformers), with
+m = d_model / mup_base_width: the matrices inside the blocks start with std / sqrt(m) (variance ∝ 1/fan_in);
+embeddings keep theirs; the logits are multiplied by 1/m (the output layer's multiplier, so the output layer and
+the embedding it may share keep one init and learning rate); attention scores are scaled by 1/(sqrt(head_dim)·
+sqrt(m)), i.e. ∝ 1/head_dim as widths grow at a fixed head count. The per-tensor learning rates are in
+scaling.optim. At m = 1 the model is the standard one.
 """
 
 from __future__ import annotations
@@ -54,11 +61,23 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return rotated.flatten(-2).to(x.dtype)
 
 
+def attention_scale(cfg: ModelConfig) -> float:
+    """Scale of the attention scores: 1/sqrt(head_dim), and under μP a further 1/sqrt(width_mult)."""
+    return 1.0 / math.sqrt(cfg.head_dim * cfg.width_mult)
+
+
+def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
+    """A weight matrix inside the blocks: both its dimensions grow with width (μP's "hidden weights")."""
+    return p.dim() >= 2 and name.startswith("blocks.")
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         bias = cfg.arch == "gpt2"
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        # μP: q·k grows with head_dim once q and k correlate, so scores scale as 1/head_dim (None: sdpa's default).
+        self.scale = None if cfg.mup_base_width is None else attention_scale(cfg)
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
 
@@ -71,7 +90,7 @@ class Attention(nn.Module):
             qk, v = qkv.split((2, 1), dim=2)
             q, k = apply_rope(qk, rope).permute(2, 0, 3, 1, 4)
             v = v.squeeze(2).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
 
 
@@ -138,7 +157,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         std = self.cfg.init_std
-        residual_std = std / math.sqrt(2 * self.cfg.num_layers)
+        hidden_std = std / math.sqrt(self.cfg.width_mult)
+        residual_std = hidden_std / math.sqrt(2 * self.cfg.num_layers)
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 (nn.init.ones_ if name.endswith("norm1.weight") or name.endswith("norm2.weight")
@@ -146,7 +166,7 @@ class GPT(nn.Module):
             elif name.endswith("attn.proj.weight") or name.endswith("mlp.down.weight"):
                 nn.init.normal_(p, 0.0, residual_std)
             else:
-                nn.init.normal_(p, 0.0, std)
+                nn.init.normal_(p, 0.0, hidden_std if is_hidden_matrix(name, p) else std)
         if self.cfg.arch == "llama":
             # Drawn in transformers' layout and reordered, so a seed gives the same model whichever layout is used.
             for block in self.blocks:
@@ -167,6 +187,8 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of shape (batch, seq, vocab), or the mean cross-entropy when ``targets`` is given."""
         logits = self.lm_head(self.hidden(idx))
+        if self.cfg.mup_base_width is not None:
+            logits = logits / self.cfg.width_mult
         if targets is None:
             return logits
         logits, targets = logits.view(-1, logits.shape[-1]), targets.reshape(-1)

@@ -8,17 +8,26 @@ import torch
 from torch import nn
 
 from scaling.config import OptimConfig
+from scaling.model import GPT, is_hidden_matrix
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: GPT, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
     """Weight decay on weight matrices only: not on norms, biases or embeddings (embeddings are lookups whose
-    rows see few gradient updates; decaying them mostly shrinks rare tokens)."""
-    decay, no_decay = [], []
+    rows see few gradient updates; decaying them mostly shrinks rare tokens).
+
+    Each group carries ``lr_scale``, the factor on the schedule's rate: 1, except under μP for the matrices inside
+    the blocks, whose Adam rate is lr / width_mult (Yang et al. 2022, Table 3: Adam's update is of order one per
+    coordinate, so a fan_in-wide matrix needs a 1/fan_in rate); embeddings, the output layer, norms and biases
+    keep lr."""
+    hidden_scale = 1.0 / model.cfg.width_mult
+    by_kind: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decayed = p.dim() >= 2 and "emb" not in name
+        by_kind.setdefault((decayed, hidden_scale if is_hidden_matrix(name, p) else 1.0), []).append(p)
+    groups = [{"params": params, "weight_decay": cfg.weight_decay if decayed else 0.0, "lr_scale": scale}
+              for (decayed, scale), params in sorted(by_kind.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
     # The fused kernel exists for CUDA and CPU tensors in recent torch; it is one launch per step instead of many.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                              fused=device.type in ("cuda", "cpu"))

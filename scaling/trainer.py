@@ -283,7 +283,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
         while step < num_steps:
             lr = lr_at(step, num_steps, cfg.optim)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             first = step * accum * mb
             micro_batches = [torch.from_numpy(sampler.batch(first + i * mb, mb)).to(device, non_blocking=True)
                              for i in range(accum)]

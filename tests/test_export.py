@@ -14,12 +14,17 @@ from scaling.export import save_transformers
 from scaling.model import GPT
 
 BASE = ModelConfig(arch="llama", num_layers=2, d_model=64, num_heads=4, d_ff=None, ffn_ratio=8 / 3, seq_len=32,
-                   vocab_size=300, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4)
+                   vocab_size=300, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4,
+                   mup_base_width=None)
 
 
-@pytest.mark.parametrize("arch,tied", [("llama", True), ("llama", False), ("gpt2", True), ("gpt2", False)])
-def test_round_trip_gives_identical_logits(tmp_path, arch, tied):
-    cfg = dataclasses.replace(BASE, arch=arch, tie_embeddings=tied, ffn_ratio=4.0 if arch == "gpt2" else 8 / 3)
+# μP at 4x its base width: its attention and logit multipliers are folded into the exported weights.
+@pytest.mark.parametrize("arch,tied,mup_base_width", [("llama", True, None), ("llama", False, None),
+                                                      ("gpt2", True, None), ("gpt2", False, None),
+                                                      ("llama", True, 16), ("gpt2", True, 16), ("llama", False, 16)])
+def test_round_trip_gives_identical_logits(tmp_path, arch, tied, mup_base_width):
+    cfg = dataclasses.replace(BASE, arch=arch, tie_embeddings=tied, ffn_ratio=4.0 if arch == "gpt2" else 8 / 3,
+                              mup_base_width=mup_base_width)
     torch.manual_seed(0)
     model = GPT(cfg).eval()
     with torch.no_grad():  # non-trivial norm gains and biases, so the mapping of each is exercised

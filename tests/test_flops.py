@@ -14,7 +14,8 @@ from tests.flop_counter import register_cpu_sdpa_flops
 from scaling.model import GPT
 
 BASE = ModelConfig(arch="llama", num_layers=2, d_model=64, num_heads=2, d_ff=None, ffn_ratio=8 / 3, seq_len=64,
-                   vocab_size=512, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4)
+                   vocab_size=512, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4,
+                   mup_base_width=None)
 SHAPES = [
     dict(),
     dict(arch="gpt2", ffn_ratio=4.0),

@@ -229,3 +229,15 @@ def test_approach1_reads_the_envelope_where_runs_end_not_in_their_warmup():
     fit = approach1.fit_approach1(curves.run_id, curves.N, curves.D, curves.C, curves.loss)
     assert min(fit["frontier"]["C"]) == pytest.approx(budgets[0])
     assert fit["a"] == pytest.approx(exponents_over(budgets)[0], abs=0.05)
+
+
+def test_a_backtest_whose_law_predicts_no_finite_loss_is_refused_and_the_report_still_renders(tmp_path):
+    from scaling.fit import report
+
+    p = pd.read_csv(ROOT / "tests" / "data" / "ladder_branched_points.csv")
+    with pytest.raises(ValueError, match="predicts no finite loss"):
+        backtest(p, "flops", 0.2, bootstrap=20, seed=0)
+    results = fit_all(FitTable(points=p, curves=None, conventions={"params": "total", "flops": "6n_attention"}),
+                      approaches=("3",), bootstrap=20)
+    assert "backtest" not in results and any("backtest not fitted" in n for n in results["notes"])
+    assert "## Warnings" in report.render(results)

@@ -31,7 +31,7 @@ def test_constant_and_decay_groups():
     assert [lr_at(s, 50, dataclasses.replace(BASE, schedule="constant")) for s in (10, 49)] == [1.0, 1.0]
     model = GPT(ModelConfig(arch="gpt2", num_layers=1, d_model=16, num_heads=2, d_ff=None, ffn_ratio=4.0,
                             seq_len=8, vocab_size=32, tie_embeddings=True, init_std=0.02, norm_eps=1e-5,
-                            rope_theta=1e4))
+                            rope_theta=1e4, mup_base_width=None))
     decay, no_decay = build_optimizer(model, BASE, torch.device("cpu")).param_groups
     assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert model.tok_emb.weight in no_decay["params"] and no_decay["weight_decay"] == 0.0

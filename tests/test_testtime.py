@@ -77,7 +77,8 @@ def test_generation_flops_match_the_flop_counter():
 
     register_cpu_sdpa_flops()
     cfg = ModelConfig(arch="llama", num_layers=2, d_model=64, num_heads=2, d_ff=None, ffn_ratio=8 / 3, seq_len=128,
-                      vocab_size=256, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4)
+                      vocab_size=256, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4,
+                      mup_base_width=None)
     hf = to_transformers(GPT(cfg), None)
     assert isinstance(hf, LlamaForCausalLM)
     prompt = torch.randint(0, 256, (3, 20))

@@ -178,8 +178,27 @@ def backtest(table: FitTable, results: dict, out_dir: Path) -> str | None:
     return save_figure(fig, out_dir, "backtest")
 
 
+def tuning_landscape(table: FitTable, results: dict, out_dir: Path) -> str | None:
+    """Loss against learning rate per (N, D) cell of a tuned sweep, each cell's best marked."""
+    t = table.tuning
+    if t is None or t.lr.nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    colours = plt.cm.viridis(np.linspace(0, 1, t.cell.nunique()))
+    for colour, (cell, runs) in zip(colours, t.groupby("cell", sort=False)):
+        best = runs[runs.best].iloc[0]
+        line = runs[np.isclose(runs.batch_tokens, best.batch_tokens) & np.isclose(runs.beta2, best.beta2)]
+        line = line.sort_values("lr")
+        ax.plot(line.lr, line.loss, "o-", color=colour, ms=3, lw=1, label=cell)
+        ax.plot([best.lr], [best.loss], "*", color=colour, ms=10)
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (peak)", ylabel="final validation loss", title="Per-size tuning (★ best per cell)")
+    ax.legend(fontsize=6, ncol=2)
+    return save_figure(fig, out_dir, "tuning")
+
+
 FIGURES: tuple[Callable[[FitTable, dict, Path], str | None], ...] = (
-    loss_vs_compute, isoflop, optimal_allocation, contours, residuals, backtest)
+    loss_vs_compute, isoflop, optimal_allocation, contours, residuals, backtest, tuning_landscape)
 
 
 def write_all(table: FitTable, results: dict, out_dir: Path) -> list[str]:

@@ -62,6 +62,35 @@ def _approach3(r: dict[str, Any], flops: str) -> list[str]:
     return lines + [""]
 
 
+def _tuning(t: dict[str, Any], untuned: dict[str, Any] | None) -> list[str]:
+    lines = ["## Per-size tuning", "",
+             "Each (N, D) cell trained with several settings; the law above uses each cell's best run. lr_opt and "
+             "batch_opt are refined along their swept axis (a parabola in log through the best and its neighbours).",
+             "", "| cell | N | C | best loss | untuned loss | lr_opt | batch_opt (tokens) | β2 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in t["cells"]:
+        untuned_loss = "n/a" if c["untuned_loss"] is None else f"{c['untuned_loss']:.4f}"
+        lines.append(f"| {c['cell']} | {c['N']:.3g} | {c['C']:.3g} | {c['loss']:.4f} | {untuned_loss} | "
+                     f"{c['lr_opt']:.3g} | {c['batch_tokens_opt']:.0f} | {c['beta2']:g} |")
+    for variable, laws in t.get("laws", {}).items():
+        lines += [""] + [f"- {key}_opt = {law['coef']:.3g}·{variable}^{law['exponent']:.3f}"
+                         for key, law in laws.items()]
+    if t.get("next"):
+        n = t["next"]
+        variable = "C" if "C" in n else "N"
+        lines.append(f"- proposed for the next point ({variable} = {n[variable]:.3g}): "
+                     + ", ".join(f"{k} {v:.3g}" for k, v in n.items() if k != variable))
+    if untuned:
+        lines += ["", f"Without tuning (the untuned runs alone) approach 3 gives α = {untuned['alpha']:.3f}, "
+                  f"β = {untuned['beta']:.3f}, a = {untuned['a_limit']:.3f}"
+                  + (f": shifts of {untuned['shift']['alpha']:+.3f}, {untuned['shift']['beta']:+.3f}, "
+                     f"{untuned['shift']['a_limit']:+.3f} from the tuned law, whose losses are "
+                     f"{-100 * untuned['mean_loss_gap']:.2f}% lower on average at the untuned points"
+                     if "shift" in untuned else "") + "."]
+    lines += [f"- {note}" for note in t["notes"]]
+    return lines + [""]
+
+
 def _held_out(name: str, title: str, r: dict[str, Any]) -> list[str]:
     runs = r["runs"] if "runs" in r else [x for f in r["folds"] for x in f.get("runs", [])]
     total = len(runs)
@@ -81,6 +110,8 @@ def render(results: dict[str, Any]) -> str:
     lines = _conventions(results)
     if "approach3" in results:
         lines += _approach3(results["approach3"], flops)
+    if "tuning" in results:
+        lines += _tuning(results["tuning"], results.get("untuned"))
     if "approach2" in results:
         r = results["approach2"]
         lines += [f"## Approach 2: IsoFLOP profiles ({r['method']})", "",

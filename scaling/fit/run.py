@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from scaling.fit import approach1, approach2, approach3, kaplan
+from scaling.fit import approach1, approach2, approach3, hparams, kaplan
 from scaling.fit.compute import FlopsPerToken, fit_flops_per_token
 from scaling.fit.table import FitTable
 from scaling.io import atomic_write_json
@@ -21,7 +21,8 @@ from scaling.io import atomic_write_json
 APPROACHES = ("kaplan", "1", "2", "3")
 HOLDOUT_BY = ("flops", "size")
 # The result keys a fit may produce, in report order.
-FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "backtest", "leave_one_budget_out", "size_ladder")
+FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "untuned", "backtest", "leave_one_budget_out",
+               "size_ladder")
 COMPUTE_TABLE_DECADES = 6  # compute-optimal rows from the runs' largest budget up to 10^6 times it
 LADDER_STEPS = 3  # size-ladder predictions: the last few sizes, each from the sizes below it
 BACKTEST_BOOTSTRAP = 100  # refits per backtest fit, for the prediction intervals
@@ -35,7 +36,11 @@ def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int)
     """Fit approach 3 on ``train``, predict every row of ``test`` with a 95% bootstrap interval."""
     fit = approach3.fit_approach3(train.N, train.D, train.loss, bootstrap=bootstrap, seed=seed, groups=train.run_id,
                                   starts=approach3.init_grid(coarse=True))
-    predicted = fit.predict(test.N, test.D)
+    with np.errstate(over="ignore", invalid="ignore"):
+        predicted = fit.predict(test.N, test.D)
+    if not np.all(np.isfinite(predicted)):
+        raise ValueError(f"the law fitted on the other runs (α = {fit.alpha:.3g}, β = {fit.beta:.3g}) predicts no "
+                         "finite loss for the held-out runs: the remaining runs do not identify it")
     interval = fit.prediction_interval(test.N, test.D)
     lo, hi = interval if interval is not None else (np.full(len(test), np.nan), np.full(len(test), np.nan))
     actual = test.loss.to_numpy()
@@ -167,6 +172,20 @@ def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, see
     return out
 
 
+def _untuned(untuned: pd.DataFrame, results: dict[str, Any]) -> dict[str, Any]:
+    """The approach-3 law of the untuned runs alone, and how far it is from the tuned law: what tuning changed."""
+    fit = approach3.fit_approach3(untuned.N, untuned.D, untuned.loss, bootstrap=0, groups=untuned.run_id)
+    out = {k: fit.as_dict()[k] for k in ("E", "A", "B", "alpha", "beta", "a_limit")}
+    tuned = results.get("approach3")
+    if tuned:
+        law = approach3.Approach3Fit(**{k: tuned[k] for k in ("E", "A", "B", "alpha", "beta")}, loss=0.0,
+                                     n_points=0)
+        gaps = fit.predict(untuned.N, untuned.D) / law.predict(untuned.N, untuned.D) - 1
+        out["mean_loss_gap"] = float(np.mean(gaps))
+        out["shift"] = {k: out[k] - tuned[k] for k in ("alpha", "beta", "a_limit")}
+    return out
+
+
 def _eval_noise(p: pd.DataFrame) -> dict[str, Any]:
     """How the eval loss's standard error compares with the loss differences the fit resolves: the gaps between
     neighbouring sizes of one budget."""
@@ -191,6 +210,8 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
         results["study_cost"] = dict(table.study_cost)
     if "loss_se" in p.columns and p.loss_se.notna().all():
         results["eval"] = _eval_noise(p)
+    if table.tuning is not None:
+        results["tuning"] = hparams.tuning_results(table.tuning)
     flops: FlopsPerToken | None = None
     try:
         flops = fit_flops_per_token(p.N, p.D, p.C)
@@ -219,6 +240,8 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
                                                              bootstrap=bootstrap, seed=seed).as_dict())
     if "3" in approaches:
         attempt("approach3", lambda: _approach3(table, flops, bootstrap, seed, notes))
+        if table.untuned is not None and "tuning" in results:
+            attempt("untuned", lambda: _untuned(table.untuned, results))
         held_out_bootstrap = min(bootstrap, BACKTEST_BOOTSTRAP)
         attempt("backtest", lambda: backtest(p, holdout_by, holdout_frac, held_out_bootstrap, seed))
         attempt("leave_one_budget_out", lambda: leave_one_budget_out(p, held_out_bootstrap, seed))

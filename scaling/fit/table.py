@@ -13,6 +13,7 @@ import pandas as pd
 
 from scaling.errors import UserError
 from scaling.flops import FLOP_CONVENTIONS, PARAM_CONVENTIONS
+from scaling.fit import hparams
 from scaling.fit.approach2 import group_budgets
 from scaling.results import collect
 from scaling.sweepdir import read_manifest
@@ -42,6 +43,11 @@ class FitTable:
     """The parameter count ("params") and FLOP convention ("flops") of N and C, and why they were chosen."""
     notes: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    tuning: pd.DataFrame | None = None
+    """A tuned sweep (``grid.tune``): every finished run with its cell and setting (scaling.fit.hparams); ``points``
+    then holds each cell's best run."""
+    untuned: pd.DataFrame | None = None
+    """A tuned sweep's untuned runs, as ``points``: the law the study would have found without tuning."""
     study_cost: dict[str, float] | None = None
     """A sweep with cooldown branches: the FLOPs it trained (trunks whole, branches from their start) against the
     FLOPs of the same runs trained independently."""
@@ -129,10 +135,13 @@ def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = N
     if "final_val_loss_se" in runs.columns:
         points["loss_se"] = runs.final_val_loss_se.astype(float).to_numpy()
         points["eval_sequences"] = runs.eval_sequences.astype(float).to_numpy()
+    tuning = untuned = None
+    if "grid.cell" in runs.columns:
+        tuning = hparams.landscape(runs, points.N, points.loss)
+        untuned = points[points.run_id.isin(tuning.run_id[tuning.untuned])]
+        points = points[points.run_id.isin(tuning.run_id[tuning.best])]
     points, dropped = _clean(points.reset_index(drop=True), points.run_id.reset_index(drop=True), str(sweep_dir))
-    # Hold-outs and frontiers group runs by the grid's nominal budget, never by actual C (step rounding moves it).
-    nominal = dict(zip(runs.run_id, runs["grid.compute"].astype(float)))
-    points["nominal_C"] = points["budget"] if "budget" in points.columns else points.run_id.map(nominal)
+    points = _with_nominal_c(points, runs)
     curves = None
     if not evals.empty:
         ev = evals[evals.run_id.isin(points.run_id)]
@@ -141,7 +150,17 @@ def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = N
                                "C": ev[f"flops_{flops}"].astype(float), "loss": ev.val_loss.astype(float)})
         curves = curves[(curves.D > 0) & np.isfinite(curves.loss)]
     return FitTable(points=points, curves=curves, excluded=excluded + dropped,
-                    conventions={"params": params, "flops": flops}, study_cost=_study_cost(runs, flops))
+                    conventions={"params": params, "flops": flops}, study_cost=_study_cost(runs, flops),
+                    tuning=tuning, untuned=None if untuned is None or untuned.empty else _with_nominal_c(untuned, runs))
+
+
+def _with_nominal_c(points: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``points`` with ``nominal_C``: hold-outs and frontiers group runs by the grid's nominal budget, never by
+    actual C (step rounding moves it)."""
+    nominal = dict(zip(runs.run_id, runs["grid.compute"].astype(float)))
+    out = points.reset_index(drop=True).copy()
+    out["nominal_C"] = out["budget"] if "budget" in out.columns else out.run_id.map(nominal)
+    return out
 
 
 def _study_cost(runs: pd.DataFrame, flops: str) -> dict[str, float] | None:
