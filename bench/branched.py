@@ -42,13 +42,18 @@ def run() -> dict:
                                     "flops_trained": trained, "approach3": fit["approach3"],
                                     "losses": dict(zip(runs.run_id, runs.final_val_loss))}
             out["studies"][name]["points"] = list(zip(runs.params_total, runs.tokens, runs.run_id))
+            out["studies"][name]["sizes"] = dict(zip(runs.run_id, runs["grid.size"]))
     b, c = out["studies"]["branched"], out["studies"]["cosine"]
     out["flops_ratio"] = b["flops_trained"] / c["flops_trained"]
     out["seconds_ratio"] = b["seconds"] / c["seconds"]
     # The laws at every grid point, and each run's loss against its twin (same N and D, other schedule).
     gaps = [abs(_law(b["approach3"], n, d) / _law(c["approach3"], n, d) - 1) for n, d, _ in c["points"]]
-    twins = {(n, d): loss for (n, d, rid), loss in zip(b["points"], b["losses"].values())}
-    run_gaps = [twins[(n, d)] / c["losses"][rid] - 1 for n, d, rid in c["points"]]
+    twins = {(n, d): b["losses"][rid] for n, d, rid in b["points"]}
+    out["runs"] = [{"size": c["sizes"][rid], "params_total": int(n), "tokens": int(d),
+                    "tokens_per_param": round(d / n, 1), "branched_loss": twins[(n, d)],
+                    "cosine_loss": c["losses"][rid], "gap": twins[(n, d)] / c["losses"][rid] - 1}
+                   for n, d, rid in c["points"]]
+    run_gaps = [r["gap"] for r in out["runs"]]
     out["law_gap_max"], out["law_gap_mean"] = max(gaps), sum(gaps) / len(gaps)
     out["run_gap_mean"] = sum(run_gaps) / len(run_gaps)
     out["run_gap_max_abs"] = max(map(abs, run_gaps))
@@ -62,7 +67,7 @@ def run() -> dict:
                                "branched_ci95": b["approach3"]["ci95"][k], "cosine_ci95": c["approach3"]["ci95"][k],
                                "each_inside_the_other": all(in_other)}
     for s in out["studies"].values():
-        del s["points"], s["losses"]
+        del s["points"], s["losses"], s["sizes"]
         s["approach3"] = {k: s["approach3"][k] for k in ("E", "A", "B", "alpha", "beta", "a_limit", "ci95")}
     assert math.isfinite(out["flops_ratio"])
     return out

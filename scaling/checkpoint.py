@@ -86,7 +86,15 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     return state
 
 
-def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+def rng_states(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """The random states of every rank (:func:`rng_state` of each, in rank order), as checkpoint entries."""
+    return {"rng": per_rank}
+
+
+def restore_rng(checkpoint_state: dict[str, Any], device: torch.device, rank: int) -> None:
+    """This rank's random states; on more ranks than the checkpoint had, the new ranks take rank 0's."""
+    states = checkpoint_state["rng"]
+    state = states[rank] if rank < len(states) else states[0]
     torch.set_rng_state(state["rng_cpu"])
     random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
     np_position, np_has_gauss, np_gauss = state["rng_numpy"][1:]

@@ -34,7 +34,8 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
         handler._scaling = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    # Under torchrun every rank runs this; rank 0 speaks for the run, the others only warn.
+    root.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     for noisy in ("datasets", "httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -156,7 +157,9 @@ def train_main(cfg: DictConfig) -> None:
         def body() -> None:
             from scaling.trainer import train
 
-            print(f"results: {train(train_cfg, raw, overrides)}")
+            run_directory = train(train_cfg, raw, overrides)
+            if os.environ.get("RANK", "0") == "0":
+                print(f"results: {run_directory}")
 
         run_guarded(body)
 
@@ -248,8 +251,13 @@ def sweep_main(cfg: DictConfig) -> None:
             if launcher.kind == "slurm":
                 from scaling.launch import render_sbatch
 
-                print(f"\n# the array script that would be submitted ({sweep_dir / 'slurm' / 'sweep.sbatch'}):")
-                print(render_sbatch(sweep_dir, sweep.name, [p.id for p in points], launcher))
+                # Cooldown branches go in a second array that starts after the first (scaling.launch.submit_slurm).
+                for label, ids, after in (("sweep", [p.id for p in points if not p.grid.get("branch_of")], None),
+                                          ("branches", [p.id for p in points if p.grid.get("branch_of")],
+                                           "FIRST_ARRAY_JOB_ID")):
+                    if ids:
+                        print(f"\n# an array script that would be submitted ({sweep_dir / 'slurm' / label}.sbatch):")
+                        print(render_sbatch(sweep_dir, sweep.name, ids, launcher, after=after))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
         run_sweep(Sweep(sweep, sweep_dir, testtime, task), grid.kind, points, launcher)

@@ -313,6 +313,10 @@ class RunConfig:
     """Peak used for MFU on CPU; null measures a matmul at start-up."""
     compile: bool
     """torch.compile the model."""
+    parallel: Literal["ddp", "fsdp"]
+    """How a run started on several ranks (torchrun) splits the work: `ddp` replicates the model on every rank
+    (DistributedDataParallel; for models that fit on one device), `fsdp` shards parameters, gradients and optimizer
+    state (FSDP2 `fully_shard` per block; mixed precision by its own policy). One rank: ignored."""
     log_interval_steps: int
     progress: bool
     """Show a live progress bar."""
@@ -393,7 +397,8 @@ class TrainConfig:
 # Fields that change where or how a run is observed, never what it computes: left out of the run id.
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
     {"run.out_dir", "run.num_threads", "run.progress", "run.log_interval_steps", "run.export_hf",
-     "run.cpu_peak_flops_per_s", "run.divergence_factor", "tracking", "checkpoint", "data.cache_dir", "branch"}
+     "run.cpu_peak_flops_per_s", "run.divergence_factor", "run.parallel", "tracking", "checkpoint", "data.cache_dir",
+     "branch"}
 )
 """``branch`` is among them: a branch computes exactly what a run from step 0 computes (a test checks it)."""
 

@@ -401,9 +401,10 @@ def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLau
 
 
 def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLauncherConfig,
-                  points_file: Path | None = None) -> str:
+                  points_file: Path | None = None, after: str | None = None) -> str:
     """The array script: task i runs line i+1 of this submission's point list. Every value is validated or shell-quoted.
-    ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory."""
+    ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory. ``after``: a job id
+    this array starts after (cooldown branches after their trunks)."""
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={_safe('job_name', 'scaling-' + name)}",
              f"#SBATCH --array=0-{len(point_ids) - 1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
@@ -414,6 +415,8 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
              f"#SBATCH --output={_safe('output', str(sweep_dir / 'slurm' / '%A_%a.out'))}",
              f"#SBATCH --signal=B:USR1@{int(cfg.signal_before_end_s)}",
              "#SBATCH --requeue"]
+    if after is not None:
+        lines.append(f"#SBATCH --dependency=afterany:{_safe('dependency', after)}")
     if cfg.partition:
         lines.append(f"#SBATCH --partition={_safe('partition', cfg.partition)}")
     if cfg.account:
@@ -477,23 +480,42 @@ def _squeue(job_id: str, poll_interval_s: float) -> list[str]:
 
 def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | None:
     """Write this submission's point list and array script and submit it; returns the job id (None: nothing
-    pending). A sweep whose earlier array still has live tasks is not submitted again: those tasks read their own
-    point list, which a second submission must not change under them."""
+    pending). Cooldown branches go in a second array that starts after the first (their trunks) has ended, so no
+    task holds an allocation waiting for a trunk; the id is then both ids, comma-separated, as squeue takes them.
+    A sweep whose earlier array still has live tasks is not submitted again: those tasks read their own point
+    list, which a second submission must not change under them."""
     slurm_dir = sweep_dir / "slurm"
     if (slurm_dir / "job.json").exists():
         previous = read_json(slurm_dir / "job.json")["job_id"]
         if shutil.which("squeue") is not None and _squeue(previous, cfg.poll_interval_s):
             raise SlurmError(f"array job {previous} of this sweep still has tasks pending or running (fix: wait for it "
-                             f"to end, or cancel it with `scancel {previous}`, then submit again)")
-    todo = [p["id"] for p in pending(sweep_dir)]
+                             f"to end, or cancel it with `scancel {previous.replace(',', ' ')}`, then submit again)")
+    todo = pending(sweep_dir)
     if not todo:
         log.info("every point is finished; nothing to submit")
         return None
     submission = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    points_file = slurm_dir / f"points-{submission}.txt"
-    atomic_write_text(points_file, "".join(f"{p}\n" for p in todo))
-    script = slurm_dir / "sweep.sbatch"
-    atomic_write_text(script, render_sbatch(sweep_dir, name, todo, cfg, points_file))
+    arrays = [("sweep", [p["id"] for p in todo if not p["grid"].get("branch_of")]),
+              ("branches", [p["id"] for p in todo if p["grid"].get("branch_of")])]
+    job_ids, points_files = [], []
+    for label, ids in arrays:
+        if ids:
+            points_file = slurm_dir / f"points-{submission}{'' if label == 'sweep' else '-' + label}.txt"
+            atomic_write_text(points_file, "".join(f"{p}\n" for p in ids))
+            points_files.append(points_file.name)
+            script = slurm_dir / f"{label}.sbatch"
+            atomic_write_text(script, render_sbatch(sweep_dir, name, ids, cfg, points_file,
+                                                    after=job_ids[0] if job_ids else None))
+            job_ids.append(_sbatch(script))
+            log.info("submitted array job %s with %d tasks (%s)", job_ids[-1], len(ids), script)
+    job_id = ",".join(job_ids)
+    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": [p["id"] for p in todo],
+                                               "points_files": points_files,
+                                               "submitted": datetime.now(timezone.utc).isoformat()})
+    return job_id
+
+
+def _sbatch(script: Path) -> str:
     if shutil.which("sbatch") is None:
         raise SlurmError(f"sbatch not found on this machine; the array script is written: submit it from a login "
                          f"node with `sbatch {script}`")
@@ -502,11 +524,7 @@ def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | 
         reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise SlurmError(f"sbatch rejected the array ({reason[-1] if reason else f'exit {result.returncode}'}); "
                          f"fix the launcher settings or submit {script} by hand")
-    job_id = result.stdout.strip().split(";")[0]
-    atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": todo, "points_file": points_file.name,
-                                               "submitted": datetime.now(timezone.utc).isoformat()})
-    log.info("submitted array job %s with %d tasks (%s)", job_id, len(todo), script)
-    return job_id
+    return result.stdout.strip().split(";")[0]
 
 
 def wait_slurm(job_id: str, poll_interval_s: float) -> None:

@@ -11,14 +11,14 @@ from scaling.config import OptimConfig
 from scaling.model import GPT, is_hidden_matrix
 
 
-def build_optimizer(model: GPT, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: GPT, cfg: OptimConfig, device: torch.device, fused: bool = True) -> torch.optim.AdamW:
     """Weight decay on weight matrices only: not on norms, biases or embeddings (embeddings are lookups whose
     rows see few gradient updates; decaying them mostly shrinks rare tokens).
 
     Each group carries ``lr_scale``, the factor on the schedule's rate: 1, except under μP for the matrices inside
     the blocks, whose Adam rate is lr / width_mult (Yang et al. 2022, Table 3: Adam's update is of order one per
     coordinate, so a fan_in-wide matrix needs a 1/fan_in rate); embeddings, the output layer, norms and biases
-    keep lr."""
+    keep lr. ``fused``: one kernel per step where the device has it (not for FSDP2's sharded parameters)."""
     hidden_scale = 1.0 / model.cfg.width_mult
     by_kind: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -30,7 +30,7 @@ def build_optimizer(model: GPT, cfg: OptimConfig, device: torch.device) -> torch
               for (decayed, scale), params in sorted(by_kind.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
     # The fused kernel exists for CUDA and CPU tensors in recent torch; it is one launch per step instead of many.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             fused=device.type in ("cuda", "cpu"))
+                             fused=fused and device.type in ("cuda", "cpu"))
 
 
 def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:

@@ -14,6 +14,7 @@ Run directory (the contract the sweep and the fitter read):
 from __future__ import annotations
 
 import importlib.metadata
+import dataclasses
 import logging
 import math
 import platform
@@ -29,7 +30,7 @@ import torch
 import yaml
 from filelock import FileLock, Timeout
 
-from scaling import checkpoint, flops
+from scaling import checkpoint, distributed, flops
 from scaling.config import TrainConfig, run_id, to_dict
 from scaling.data import BatchSampler, DataError, EvalSet, TokenData, eval_sequences, prepare
 from scaling.errors import UserError
@@ -118,10 +119,11 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
     """One optimizer step over ``micro_batches`` (gradient accumulation); returns (mean loss, gradient norm) as
     tensors on the device: reading them waits for the device, so the loop reads them only when it logs."""
     step_loss = torch.zeros((), device=device)
-    for batch in micro_batches:
-        with autocast(device, dtype):
+    for i, batch in enumerate(micro_batches):
+        with distributed.gradient_sync(model, sync=i == len(micro_batches) - 1), autocast(device, dtype):
             loss = model(batch[:, :-1], batch[:, 1:])
-        scaler.scale(loss / len(micro_batches)).backward()
+            # Each rank averages its own micro-batches; DDP and FSDP2 average over ranks: the global mean.
+            scaler.scale(loss / len(micro_batches)).backward()
         step_loss += loss.detach().float() / len(micro_batches)
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
@@ -166,11 +168,15 @@ def train(cfg: TrainConfig, resolved: dict[str, Any], overrides: list[str] = ())
     rid = run_id(cfg)
     run_dir = Path(cfg.run.out_dir) / rid
     resolved_yaml = frozen_yaml(resolved, run_dir)
+    ranks = distributed.from_environment()
     if _finished(run_dir):
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
+    distributed.check_split(cfg, ranks)
     data = prepare(cfg.data)
     _check_data(cfg, data)
+    if not ranks.main:  # rank 0 owns the run directory, its lock and its logs; the others only train
+        return _train(cfg, rid, run_dir, resolved_yaml, data, ranks)
     run_dir.mkdir(parents=True, exist_ok=True)
     # One process per run: the lock is the kernel's (flock), so it is released when its holder dies, however it dies.
     lock = FileLock(str(run_dir / ".lock"))
@@ -187,7 +193,7 @@ def train(cfg: TrainConfig, resolved: dict[str, Any], overrides: list[str] = ())
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(file_handler)
         try:
-            return _train(cfg, rid, run_dir, resolved_yaml, data)
+            return _train(cfg, rid, run_dir, resolved_yaml, data, ranks)
         finally:
             logging.getLogger().removeHandler(file_handler)
             file_handler.close()
@@ -195,24 +201,37 @@ def train(cfg: TrainConfig, resolved: dict[str, Any], overrides: list[str] = ())
         lock.release()
 
 
-def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: TokenData) -> Path:
+def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: TokenData,
+           ranks: distributed.Ranks) -> Path:
+    device = distributed.device_of(ranks, resolve_device(cfg.run))
+    distributed.start(ranks, device)
+    run_directory = _train_ranks(cfg, rid, run_dir, resolved_yaml, data, ranks, device)
+    distributed.stop(ranks)  # a failing or stopped rank leaves without waiting for the others: its exit ends them
+    return run_directory
+
+
+def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: TokenData,
+                 ranks: distributed.Ranks, device: torch.device) -> Path:
     start_time = time.time()
     torch.set_num_threads(resolve_threads(cfg.run))
     keep_freed_memory()
-    device = resolve_device(cfg.run)
     dtype = autocast_dtype(cfg.precision, device)
     configure_tf32(cfg.precision, device)
-    atomic_write_text(run_dir / "config.yaml", resolved_yaml)
+    if ranks.main:
+        atomic_write_text(run_dir / "config.yaml", resolved_yaml)
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # every rank draws the same initial model
     model = GPT(cfg.model).to(device)
-    optimizer = build_optimizer(model, cfg.optim, device)
+    parallel = distributed.wrap(model, cfg.run.parallel, ranks, device, dtype)
+    optimizer = build_optimizer(model, cfg.optim, device, fused=not (ranks.world > 1 and cfg.run.parallel == "fsdp"))
+    dtype = distributed.autocast_dtype(cfg.run.parallel, ranks, dtype)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    step_model = torch.compile(model) if cfg.run.compile else model
+    step_model = torch.compile(parallel) if cfg.run.compile else parallel
 
     sampler = BatchSampler(data.train, cfg.model.seq_len, cfg.seed)
     eval_set = eval_sequences(data.val, cfg.model.seq_len, cfg.eval.tokens, data.val_sources)
     num_steps, accum, mb = cfg.num_steps, cfg.grad_accum_steps, cfg.budget.micro_batch_size
+    mine = range(ranks.rank, accum, ranks.world)  # this rank's micro-batches of each step (all on one rank)
 
     fpt = flops.all_flops_per_token(cfg.model)
     params = flops.count_params(cfg.model)
@@ -224,17 +243,16 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     last_eval: dict[str, Any] = {}
     best_loss, last_good_step = math.inf, 0
     ckpt = checkpoint.latest(run_dir)
-    state = checkpoint.load(ckpt, rid) if ckpt is not None else None
+    state = checkpoint.load(ckpt, rid) if ckpt is not None else None  # every rank reads the full state
     if state is None and cfg.branch.trunk is not None:
         ckpt = _trunk_checkpoint(cfg)
         state = checkpoint.load(ckpt, cfg.branch.trunk)
         state["wallclock_s"] = 0.0  # the branch's own time; the trunk's part is in the trunk's summary
         log.info("branch of run %s: starting from its step %d", cfg.branch.trunk, cfg.branch.step)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        distributed.load_full_state(parallel, optimizer, state["model"], state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        checkpoint.restore_rng(state, device)
+        checkpoint.restore_rng(state, device, ranks.rank)
         elapsed_before = float(state["wallclock_s"])
         # What the summary and the divergence guard know of the steps before the checkpoint.
         val_losses = [float(v) for v in state["val_losses"]]
@@ -245,18 +263,29 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
         log.info("resuming run %s from %s (step %d of %d)", rid, ckpt, step, num_steps)
     resumed_at = step if state is not None else None
     del state  # the model and optimizer hold their own copies
-    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_after_step=resumed_at)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_after_step=resumed_at) if ranks.main else None
     position = {"size": f"{cfg.model.num_layers}x{cfg.model.d_model}", "params_total": params.total,
                 "tokens": cfg.budget.tokens, "tokens_per_param": round(cfg.budget.tokens / params.total, 2)}
-    tracker = WandbMirror(cfg.tracking, run_dir, rid, to_dict(cfg), position)
+    tracker = WandbMirror(cfg.tracking if ranks.main else dataclasses.replace(cfg.tracking, mode="off"), run_dir,
+                          rid, to_dict(cfg), position)
+
+    def record(event: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(event)
+        tracker.log(event)
 
     def counters(at_step: int) -> dict[str, Any]:
         tokens = at_step * tokens_per_step
         return {"step": at_step, "tokens": tokens, **{f"flops_{c}": tokens * f for c, f in fpt.items()}}
 
-    def checkpoint_state() -> dict[str, Any]:
-        return {"run_id": rid, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), **checkpoint.rng_state(device),
+    def checkpoint_state() -> dict[str, Any] | None:
+        """The resumable state, on rank 0 (None on the others); collective: every rank calls it."""
+        model_state, optimizer_state = distributed.full_state(parallel, optimizer)
+        rng = distributed.gather_objects(checkpoint.rng_state(device), ranks)
+        if not ranks.main:
+            return None
+        return {"run_id": rid, "step": step, "model": model_state, "optimizer": optimizer_state,
+                 "scaler": scaler.state_dict(), **checkpoint.rng_states(rng),
                  "wallclock_s": elapsed_before + time.time() - start_time,
                  "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
                  "val_losses": list(val_losses), "best_loss": best_loss, "last_good_step": last_good_step,
@@ -265,12 +294,16 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                  "last_val_source_losses": list((last_eval.get("val_loss_by_source") or {}).values())}
 
     def save_checkpoint() -> None:
-        checkpoint.save(run_dir, step, checkpoint_state(), cfg.checkpoint.keep_last)
+        state = checkpoint_state()
+        if state is not None:
+            checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
 
     log.info("run %s: %d steps of %d tokens (%d x %d x %d), %s params non-embedding, device %s, %s",
              rid, num_steps, tokens_per_step, accum, mb, cfg.model.seq_len, f"{params.non_embedding:,}", device,
              cfg.precision.dtype)
-    progress = _progress_bar(cfg.run.progress, num_steps, step)
+    if ranks.world > 1:
+        log.info("%d ranks (%s), %d micro-batches each per step", ranks.world, cfg.run.parallel, len(mine))
+    progress = _progress_bar(cfg.run.progress and ranks.main, num_steps, step)
     stop = _StopFlag()
     status = "finished"
     last_good_step = max(last_good_step, step)
@@ -286,7 +319,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                 group["lr"] = lr * group["lr_scale"]
             first = step * accum * mb
             micro_batches = [torch.from_numpy(sampler.batch(first + i * mb, mb)).to(device, non_blocking=True)
-                             for i in range(accum)]
+                             for i in mine]
             try:
                 loss_t, grad_norm_t = train_step(step_model, optimizer, scaler, micro_batches, device, dtype,
                                                  cfg.optim.grad_clip)
@@ -302,7 +335,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
             first_step_of_process = False
 
             if step % cfg.run.log_interval_steps == 0 or step == num_steps:
-                step_loss, grad_norm = float(loss_t), float(grad_norm_t)  # the only per-interval host sync
+                # The only per-interval host sync; the loss is the mean over every rank's micro-batches.
+                step_loss, grad_norm = float(distributed.mean(loss_t, ranks)), float(_local(grad_norm_t))
                 # The divergence guard acts on the logged losses: NaN/inf, or a spike over the best logged so far.
                 spike = cfg.run.divergence_factor is not None and step_loss > cfg.run.divergence_factor * best_loss
                 if not math.isfinite(step_loss) or spike:
@@ -317,8 +351,7 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                 event = {"event": "train", **counters(step), "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                          "tokens_per_s": tokens_per_s,
                          "mfu": tokens_per_s * fpt["6n_attention"] / peak if peak and tokens_per_s else None}
-                metrics.write(event)
-                tracker.log(event)
+                record(event)
                 if progress is not None:
                     progress.set_postfix(loss=f"{step_loss:.3f}", val=f"{val_losses[-1]:.3f}" if val_losses else "-")
                 window_start, window_tokens, window_excluded_s = time.perf_counter(), 0, 0.0
@@ -330,18 +363,20 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
                 val_losses.append(evaluation["val_loss"])
                 last_eval = evaluation
                 event = {"event": "eval", **counters(step), **evaluation}
-                metrics.write(event)
-                tracker.log(event)
+                record(event)
             if progress is not None:
                 progress.update(1)
-            if stop.signum is not None:
-                save_checkpoint()
-                raise Interrupted(f"stopped by signal {stop.signum} at step {step}; run again to resume")
-            if step in cfg.checkpoint.branch_steps and not branch_point(run_dir, step).exists():
+            if step in cfg.checkpoint.branch_steps:  # before a stop can end the run at this very step
                 _synchronize(device)
                 checkpoint_start = time.perf_counter()
-                checkpoint.save_branch_point(run_dir, step, checkpoint_state())
+                state = checkpoint_state()
+                if state is not None:
+                    checkpoint.save_branch_point(run_dir, step, state)
+                del state
                 window_excluded_s += time.perf_counter() - checkpoint_start
+            if distributed.any_rank(stop.signum is not None, ranks, device):
+                save_checkpoint()
+                raise Interrupted(f"stopped by signal {stop.signum} at step {step}; run again to resume")
             due_by_steps = cfg.checkpoint.interval_steps and step % cfg.checkpoint.interval_steps == 0
             due_by_time = (cfg.checkpoint.interval_minutes
                            and time.time() - last_checkpoint_time >= 60 * cfg.checkpoint.interval_minutes)
@@ -354,7 +389,8 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     finally:
         if sys.exc_info()[1] is not None:  # failing or interrupted: nothing more to protect
             stop.restore()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         if progress is not None:
             progress.close()
 
@@ -365,7 +401,12 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
 
         if resumed_at is None or step > resumed_at:
             save_checkpoint()
-        save_transformers(model, data.tokenizer_file, data.eos_token, run_dir / "hf")
+        exported = _whole_model(cfg, parallel, model, ranks)
+        if ranks.main:
+            save_transformers(exported, data.tokenizer_file, data.eos_token, run_dir / "hf")
+    if not ranks.main:
+        stop.restore()
+        return run_dir
     summary = _summary(cfg, rid, status, step, last_good_step, val_losses, last_eval, len(eval_set.sequences),
                        sampler.repeated_tokens(step * accum * mb), elapsed_before + time.time() - start_time, device)
     atomic_write_json(run_dir / "summary.json", summary)
@@ -375,6 +416,22 @@ def _train(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, data: 
     tracker.finish(summary)
     log.info("run %s %s: val loss %s -> %s", rid, status, summary["final_val_loss"], run_dir)
     return run_dir
+
+
+def _local(value: torch.Tensor) -> torch.Tensor:
+    """A value FSDP2 returns as a DTensor (the gradient norm), as a plain tensor."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def _whole_model(cfg: TrainConfig, parallel: torch.nn.Module, model: GPT, ranks: distributed.Ranks) -> GPT:
+    """The trained model with every weight on rank 0 (for the export): itself unless FSDP2 sharded it."""
+    if ranks.world == 1 or cfg.run.parallel != "fsdp":
+        return model
+    state = distributed.full_model_state(parallel)
+    whole = GPT(cfg.model)
+    if ranks.main:
+        whole.load_state_dict(state)
+    return whole
 
 
 BRANCH_POLL_S = 2.0

@@ -132,6 +132,21 @@ def test_a_second_submission_waits_for_the_live_array(tmp_path, slurm):
         second = run_cli("sweep.py", *args, env=slurm.env())
         assert second.returncode == 2 and f"array job {job['job_id']}" in second.stderr
         assert read_json(tmp_path / "twice" / "slurm" / "job.json") == job  # the live array's files are untouched
-        assert (tmp_path / "twice" / "slurm" / job["points_file"]).exists()
+        assert all((tmp_path / "twice" / "slurm" / f).exists() for f in job["points_files"])
     finally:
         subprocess.run(["scancel", job["job_id"]], env=slurm.env())
+
+
+def test_cooldown_branches_run_as_a_second_array_after_their_trunks(tmp_path, slurm):
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=br", *SLURM_TINY, "optim=adamw_wsd", "grid.branched=true",
+            "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=2", "launcher.time=00:10:00",
+            "launcher.mem=2G", "sweep.fit=false"]
+    result = run_cli("sweep.py", *args, env=slurm.env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "br"
+    first, second = read_json(sweep / "slurm" / "job.json")["job_id"].split(",")
+    assert f"#SBATCH --dependency=afterany:{first}" in (sweep / "slurm" / "branches.sbatch").read_text()
+    assert "--dependency" not in (sweep / "slurm" / "sweep.sbatch").read_text()
+    for p in read_json(sweep / "manifest.json")["points"]:
+        summary = read_json(sweep / "runs" / p["id"] / "summary.json")
+        assert summary["status"] == "finished" and (summary["branch"] or {}).get("trunk") == p["grid"]["branch_of"]

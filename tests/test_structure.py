@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 STAGES = [
     "config flops errors io summary",
     "grid sweepdir",
-    "data corpus model optim hardware precision checkpoint tracking export trainer",
+    "data corpus model optim hardware precision checkpoint distributed tracking export trainer",
     "launch probe",
     "results",
     "fit",
