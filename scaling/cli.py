@@ -249,15 +249,15 @@ def sweep_main(cfg: DictConfig) -> None:
                         rates[p.grid["size"]] = tokens_per_second(p.config)
             print(plan_table(points, rates))
             if launcher.kind == "slurm":
-                from scaling.launch import render_sbatch
+                from scaling.launch import array_groups, render_sbatch
 
-                # Cooldown branches go in a second array that starts after the first (scaling.launch.submit_slurm).
-                for label, ids, after in (("sweep", [p.id for p in points if not p.grid.get("branch_of")], None),
-                                          ("branches", [p.id for p in points if p.grid.get("branch_of")],
-                                           "FIRST_ARRAY_JOB_ID")):
-                    if ids:
-                        print(f"\n# an array script that would be submitted ({sweep_dir / 'slurm' / label}.sbatch):")
-                        print(render_sbatch(sweep_dir, sweep.name, ids, launcher, after=after))
+                # One array per (cooldown branch?, ranks); branches start after the others (launch.submit_slurm).
+                groups = array_groups([{"id": p.id, "grid": p.grid} for p in points])
+                for (branches, ranks), ids in groups.items():
+                    print(f"\n# an array script that would be submitted ({len(ids)} points, {ranks} rank(s) each"
+                          f"{', after the other arrays' if branches else ''}):")
+                    print(render_sbatch(sweep_dir, sweep.name, ids, launcher, ranks=ranks,
+                                        after="OTHER_ARRAY_JOB_IDS" if branches else None))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
         run_sweep(Sweep(sweep, sweep_dir, testtime, task), grid.kind, points, launcher)

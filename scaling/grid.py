@@ -87,6 +87,25 @@ class TuneConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RanksConfig:
+    """How many processes (GPUs, on a GPU box) train each point: torchrun starts a point of several ranks
+    (scaling.distributed), so the top of a ladder can span GPUs and nodes while small points pack."""
+    per_point: int
+    """Ranks of every point below `large_params`."""
+    large_params: int | None
+    """Points with at least this many total parameters train on `large_per_point` ranks; null: none."""
+    large_per_point: int
+
+    def __post_init__(self) -> None:
+        if self.per_point < 1 or self.large_per_point < 1:
+            raise ConfigError("grid.ranks", "a point needs at least one rank", "e.g. grid.ranks.per_point=1")
+
+    def of(self, params_total: int) -> int:
+        large = self.large_params is not None and params_total >= self.large_params
+        return self.large_per_point if large else self.per_point
+
+
+@dataclass(frozen=True, kw_only=True)
 class GridConfig:
     kind: Literal["cartesian", "isoflop", "ladder"]
     sizes: list[SizeSpec]
@@ -122,6 +141,7 @@ class GridConfig:
     """Per size and seed, one trunk to the largest budget and cooldown branches from it at every smaller budget
     (needs optim=adamw_wsd); false: every point trains from scratch."""
     tune: TuneConfig
+    ranks: RanksConfig
 
     def __post_init__(self) -> None:
         if not self.sizes and not self.size_targets:
@@ -269,11 +289,17 @@ def _point(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: Mo
         raise ConfigError(f"{label}: grid.min_steps", f"{cfg.num_steps} steps, fewer than {grid.min_steps}",
                           "lower budget.batch_tokens, drop the size from this budget, or lower grid.min_steps")
     n_total = count_params(model).total
+    ranks = grid.ranks.of(n_total)
+    if cfg.grad_accum_steps % ranks:
+        raise ConfigError(f"{label}: grid.ranks", f"its {cfg.grad_accum_steps} micro-batches per step do not split "
+                          f"over {ranks} ranks", "make budget.batch_tokens / (micro_batch_size x seq_len) a multiple "
+                          "of the ranks, e.g. a smaller budget.micro_batch_size")
     info = {"size": size.name, "num_layers": size.num_layers, "d_model": size.d_model, "num_heads": size.num_heads,
             "params_non_embedding": count_params(model).non_embedding, "params_total": n_total,
             "budget_tokens": raw["budget"]["tokens"], "compute": raw["budget"]["tokens"] * fpt,
             "tokens_per_param": raw["budget"]["tokens"] / n_total, "seed": seed,
-            "flop_convention": grid.flop_convention, "cost_tokens": raw["budget"]["tokens"], **where}
+            "flop_convention": grid.flop_convention, "cost_tokens": raw["budget"]["tokens"],
+            "ranks": ranks, **where}
     return GridPoint(id=run_id(cfg), config=cfg, raw=raw, grid=info)
 
 

@@ -90,6 +90,9 @@ class SlurmLauncherConfig:
     wait: bool
     """Wait for the array to finish, then collect results and fit."""
     poll_interval_s: float
+    ranks_per_node: int | None
+    """A point of several ranks (grid.ranks) spreads over ceil(ranks / ranks_per_node) nodes, this many ranks
+    (GPUs) on each; null: all its ranks on one node. Each rank gets cpus_per_task CPUs and gpus_per_task GPUs."""
 
     def __post_init__(self) -> None:
         _at_least("cpus_per_task", self.cpus_per_task, 1, "use 1 or more")
@@ -97,6 +100,7 @@ class SlurmLauncherConfig:
         _at_least("max_parallel", self.max_parallel, 1, "use 1 or more, or null for no throttle")
         _at_least("signal_before_end_s", self.signal_before_end_s, 0, "e.g. 120")
         _at_least("poll_interval_s", self.poll_interval_s, 0.1, "e.g. 10")
+        _at_least("ranks_per_node", self.ranks_per_node, 1, "e.g. 8 (GPUs per node), or null")
         if not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}:\d{2}", self.time):
             raise ConfigError("launcher.time", f"{self.time!r} is not a Slurm time limit", "use HH:MM:SS or D-HH:MM:SS")
 
@@ -105,8 +109,10 @@ def point_args(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[st
     return ["--config-path", str(point_dir(sweep_dir, point_id)), "--config-name", "config", *extra]
 
 
-def point_command(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, "-m", TRAIN_MODULE, *point_args(sweep_dir, point_id, extra)]
+def point_command(sweep_dir: Path, point_id: str, extra: list[str] = (), ranks: int = 1) -> list[str]:
+    """The re-run command of a point; a point of several ranks on this machine runs under torchrun."""
+    launcher = [] if ranks == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    return [sys.executable, *launcher, "-m", TRAIN_MODULE, *point_args(sweep_dir, point_id, extra)]
 
 
 def import_path() -> str | None:
@@ -193,7 +199,8 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
              f" on GPUs {gpus}" if gpus else "", ", each forked from one preloaded process" if preload else "")
     branches = {p["id"]: (p["grid"]["branch_of"], p["grid"]["branch_step"]) for p in manifest["points"]
                 if p["grid"].get("branch_of")}
-    pool = _Pool(sweep_dir, todo, workers, cfg.threads_per_worker, gpus, preload, branches)
+    ranks = {p["id"]: p["grid"].get("ranks", 1) for p in manifest["points"]}
+    pool = _Pool(sweep_dir, todo, workers, cfg.threads_per_worker, gpus, preload, branches, ranks)
     last_report = 0.0
     try:
         while pool.busy():
@@ -214,15 +221,17 @@ def run_local(sweep_dir: Path, cfg: LocalLauncherConfig) -> dict[str, str]:
 class _Pool:
     """The local launcher's state: points queued, running (one process each, a GPU slot each on a GPU box),
     waiting to retry, and the outcome of each that exited. A cooldown branch (``branches``: point → (trunk, step))
-    waits in the queue until its trunk has kept the state it starts from, so no worker idles waiting for it."""
+    waits in the queue until its trunk has kept the state it starts from, so no worker idles waiting for it. A
+    point of several ranks (``ranks``) takes as many workers, or as many whole GPUs, and starts under torchrun."""
 
     def __init__(self, sweep_dir: Path, todo: list[str], workers: int, threads: int, gpus: list[str],
-                 preload: bool, branches: dict[str, tuple[str, int]]) -> None:
+                 preload: bool, branches: dict[str, tuple[str, int]], ranks: dict[str, int]) -> None:
         self.sweep_dir, self.workers, self.threads, self.preload = sweep_dir, workers, threads, preload
-        self.branches = branches
+        self.branches, self.ranks = branches, ranks
         self.queue = list(todo)
         self.free_gpus = list(gpus)
-        self.running: dict[str, tuple[subprocess.Popen | _Forked, float, str | None]] = {}
+        self.slots_per_gpu = {g: gpus.count(g) for g in gpus}
+        self.running: dict[str, tuple[subprocess.Popen | _Forked, float, list[str]]] = {}
         self.retry_at: dict[str, float] = {}
         self.outcome: dict[str, str] = {}
         self.durations: list[float] = []
@@ -239,24 +248,41 @@ class _Pool:
         coming = trunk in self.queue or trunk in self.running or trunk in self.retry_at
         return not coming or branch_point(run_dir(self.sweep_dir, trunk), step).exists()
 
+    def _devices(self, pid: str) -> list[str] | None:
+        """The GPU slots point ``pid`` would take now ([] on a CPU box), or None when it does not fit yet: one slot
+        for a point of one rank, every slot of ``ranks`` GPUs nobody uses for a point of several."""
+        ranks = self.ranks.get(pid, 1)
+        if not self.slots_per_gpu:
+            used = sum(self.ranks.get(p, 1) for p in self.running)
+            return [] if used + ranks <= self.workers or not self.running else None
+        if ranks == 1:
+            return self.free_gpus[:1] or None
+        idle = [g for g, n in self.slots_per_gpu.items() if self.free_gpus.count(g) == n]
+        return [g for g in idle[:ranks] for _ in range(self.slots_per_gpu[g])] if len(idle) >= ranks else None
+
     def start_ready(self) -> None:
         while len(self.running) < self.workers:
-            pid = next((p for p in self.queue if self._ready(p)), None)
+            pid, devices = next(((p, d) for p in self.queue if self._ready(p) and (d := self._devices(p)) is not None),
+                                (None, None))
             if pid is None:
                 return
             self.queue.remove(pid)
-            gpu = self.free_gpus.pop(0) if self.free_gpus else None
-            start = _fork_point if self.preload else _start_point
-            self.running[pid] = (start(self.sweep_dir, pid, self.threads, gpu), time.time(), gpu)
+            for slot in devices:
+                self.free_gpus.remove(slot)
+            ranks = self.ranks.get(pid, 1)
+            if self.preload and ranks == 1:
+                process = _fork_point(self.sweep_dir, pid, self.threads)
+            else:
+                process = _start_point(self.sweep_dir, pid, self.threads, sorted(set(devices)), ranks)
+            self.running[pid] = (process, time.time(), devices)
 
     def collect_exited(self) -> None:
-        for pid, (proc, started, gpu) in list(self.running.items()):
+        for pid, (proc, started, devices) in list(self.running.items()):
             returncode = proc.poll()
             if returncode is None:
                 continue
             del self.running[pid]
-            if gpu is not None:
-                self.free_gpus.append(gpu)
+            self.free_gpus.extend(devices)
             self.outcome[pid] = _finish_point(self.sweep_dir, pid, returncode)
             if self.outcome[pid] == "finished":
                 self.durations.append(time.time() - started)
@@ -295,15 +321,15 @@ def _fresh_run_dir(sweep_dir: Path, pid: str) -> Path:
     return directory
 
 
-def _start_point(sweep_dir: Path, pid: str, threads: int, gpu: str | None) -> subprocess.Popen:
+def _start_point(sweep_dir: Path, pid: str, threads: int, gpus: list[str], ranks: int) -> subprocess.Popen:
     directory = _fresh_run_dir(sweep_dir, pid)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if import_path() is not None:
         env["PYTHONPATH"] = import_path()
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     log_file = open(directory / "process.log", "ab")
-    return subprocess.Popen(point_command(sweep_dir, pid, [f"run.num_threads={threads}"]), stdout=log_file,
+    return subprocess.Popen(point_command(sweep_dir, pid, [f"run.num_threads={threads}"], ranks), stdout=log_file,
                             stderr=subprocess.STDOUT, env=env, cwd=sweep_dir)
 
 
@@ -325,7 +351,7 @@ class _Forked:
         return self.process.exitcode
 
 
-def _fork_point(sweep_dir: Path, pid: str, threads: int, gpu: None) -> _Forked:
+def _fork_point(sweep_dir: Path, pid: str, threads: int) -> _Forked:
     directory = _fresh_run_dir(sweep_dir, pid)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)  # read when the server starts: the sweep's first point
@@ -383,10 +409,11 @@ def _safe(field: str, value: str) -> str:
     return value
 
 
-def task_memory(params_total: int) -> str:
-    """Host memory for one point of ``params_total`` parameters: what training holds plus a checkpoint being loaded
-    on resume (``HOST_BYTES_PER_PARAM``), and ``HOST_BASE_GIB`` for the process itself."""
-    return f"{HOST_BASE_GIB + math.ceil(HOST_BYTES_PER_PARAM * params_total / 2**30)}G"
+def task_memory(params_total: int, processes: int = 1) -> str:
+    """Host memory for ``processes`` ranks of one point of ``params_total`` parameters on a node: what training
+    holds plus a checkpoint being loaded on resume (``HOST_BYTES_PER_PARAM``, each rank holding the full state), and
+    ``HOST_BASE_GIB`` for each process itself."""
+    return f"{processes * (HOST_BASE_GIB + math.ceil(HOST_BYTES_PER_PARAM * params_total / 2**30))}G"
 
 
 def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLauncherConfig:
@@ -396,21 +423,26 @@ def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLau
     if on_gpu and gpus == 0:
         raise ConfigError("launcher.gpus_per_task", "the points train on run.device=cuda but each task asks for 0 GPUs",
                           "launcher.gpus_per_task=1 (or null), or run.device=cpu")
-    mem = cfg.mem or task_memory(max(p.grid["params_total"] for p in points))
+    per_node = (lambda ranks: min(ranks, cfg.ranks_per_node or ranks))
+    mem = cfg.mem or max((task_memory(p.grid["params_total"], per_node(p.grid["ranks"])) for p in points),
+                         key=lambda m: int(m[:-1]))
     return dataclasses.replace(cfg, gpus_per_task=gpus, mem=mem)
 
 
 def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLauncherConfig,
-                  points_file: Path | None = None, after: str | None = None) -> str:
+                  points_file: Path | None = None, after: str | None = None, ranks: int = 1) -> str:
     """The array script: task i runs line i+1 of this submission's point list. Every value is validated or shell-quoted.
-    ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory. ``after``: a job id
-    this array starts after (cooldown branches after their trunks)."""
+    ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory. ``after``: job ids
+    (``:``-separated) this array starts after (cooldown branches after their trunks). ``ranks`` > 1: each point
+    runs as srun + torchrun on its nodes, with a c10d rendezvous on the allocation's first node."""
+    per_node = min(ranks, cfg.ranks_per_node or ranks)
+    nodes = math.ceil(ranks / per_node)
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={_safe('job_name', 'scaling-' + name)}",
              f"#SBATCH --array=0-{len(point_ids) - 1}" + (f"%{cfg.max_parallel}" if cfg.max_parallel else ""),
              f"#SBATCH --time={_safe('time', cfg.time)}",
-             "#SBATCH --ntasks=1",
-             f"#SBATCH --cpus-per-task={int(cfg.cpus_per_task)}",
+             *([f"#SBATCH --nodes={nodes}", "#SBATCH --ntasks-per-node=1"] if ranks > 1 else ["#SBATCH --ntasks=1"]),
+             f"#SBATCH --cpus-per-task={int(cfg.cpus_per_task) * per_node}",
              f"#SBATCH --mem={_safe('mem', cfg.mem)}",
              f"#SBATCH --output={_safe('output', str(sweep_dir / 'slurm' / '%A_%a.out'))}",
              f"#SBATCH --signal=B:USR1@{int(cfg.signal_before_end_s)}",
@@ -422,7 +454,7 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
     if cfg.account:
         lines.append(f"#SBATCH --account={_safe('account', cfg.account)}")
     if cfg.gpus_per_task:
-        lines.append(f"#SBATCH --gpus-per-task={int(cfg.gpus_per_task)}")
+        lines.append(f"#SBATCH --gpus-per-task={int(cfg.gpus_per_task) * per_node}")
     for extra in cfg.extra_sbatch:
         if not _SAFE_EXTRA.fullmatch(extra):
             raise ConfigError("launcher.extra_sbatch", f"{extra!r} is not a plain sbatch option",
@@ -432,22 +464,45 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
     points_dir = shlex.quote(str(sweep_dir / "points")) + '/"$POINT"'
     lines += [
         "",
-        "# One frozen grid point per array task; threads come from SLURM_CPUS_PER_TASK (run.num_threads=null).",
-        "# On SIGUSR1 (time limit near) or SIGTERM (preemption) the run checkpoints and exits 3; the task requeues",
-        "# and resumes from the checkpoint.",
+        "# One frozen grid point per array task. On SIGUSR1 (time limit near) or SIGTERM (preemption) the run",
+        "# checkpoints and exits 3; the task requeues and resumes from the checkpoint.",
         "set -uo pipefail",
         f"cd {shlex.quote(str(sweep_dir))}",
         *([f"export PYTHONPATH={shlex.quote(import_path())}"] if import_path() is not None else []),
         f'POINT=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {points_file})',
-        f"{shlex.quote(sys.executable)} -m {TRAIN_MODULE} --config-path {points_dir} "
-        "--config-name config run.progress=false &",
+    ]
+    train = f"-m {TRAIN_MODULE} --config-path {points_dir} --config-name config run.progress=false"
+    if ranks == 1:
+        lines += [
+            "# Threads come from SLURM_CPUS_PER_TASK (run.num_threads=null).",
+            f"{shlex.quote(sys.executable)} {train} &",
+            "CHILD=$!",
+            "trap 'kill -USR1 $CHILD' USR1",
+            "trap 'kill -TERM $CHILD' TERM",
+            "wait $CHILD; RC=$?",
+            "# wait returns early when a trapped signal arrives: wait again for the run's own exit code",
+            "while kill -0 $CHILD 2>/dev/null; do wait $CHILD; RC=$?; done",
+            f"if [ $RC -eq {EXIT_INTERRUPTED} ]; then "
+            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"; fi",
+            "exit $RC",
+            "",
+        ]
+        return "\n".join(lines)
+    lines += [
+        f"# {ranks} ranks: one torchrun per node ({per_node} ranks each) meeting at the first node; each rank uses",
+        f"# {int(cfg.cpus_per_task)} CPU threads. A stop signal reaches every rank as SIGTERM (torchrun passes it",
+        "# on); the task requeues when the run was stopped before it finished.",
+        'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "PORT=$((20000 + SLURM_JOB_ID % 20000))",
+        f"srun --kill-on-bad-exit=1 {shlex.quote(sys.executable)} -m torch.distributed.run --nnodes=$SLURM_NNODES "
+        f"--nproc_per_node={per_node} --rdzv_backend=c10d --rdzv_endpoint=$HEAD:$PORT --rdzv_id=$SLURM_JOB_ID "
+        f"{train} run.num_threads={int(cfg.cpus_per_task)} &",
         "CHILD=$!",
-        "trap 'kill -USR1 $CHILD' USR1",
-        "trap 'kill -TERM $CHILD' TERM",
+        "STOPPED=0",
+        "trap 'STOPPED=1; kill -TERM $CHILD' USR1 TERM",
         "wait $CHILD; RC=$?",
-        "# wait returns early when a trapped signal arrives: wait again for the run's own exit code",
         "while kill -0 $CHILD 2>/dev/null; do wait $CHILD; RC=$?; done",
-        f"if [ $RC -eq {EXIT_INTERRUPTED} ]; then "
+        'if [ $STOPPED -eq 1 ] && [ ! -f "runs/$POINT/summary.json" ]; then '
         "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"; fi",
         "exit $RC",
         "",
@@ -495,24 +550,32 @@ def submit_slurm(sweep_dir: Path, name: str, cfg: SlurmLauncherConfig) -> str | 
         log.info("every point is finished; nothing to submit")
         return None
     submission = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    arrays = [("sweep", [p["id"] for p in todo if not p["grid"].get("branch_of")]),
-              ("branches", [p["id"] for p in todo if p["grid"].get("branch_of")])]
-    job_ids, points_files = [], []
-    for label, ids in arrays:
-        if ids:
-            points_file = slurm_dir / f"points-{submission}{'' if label == 'sweep' else '-' + label}.txt"
-            atomic_write_text(points_file, "".join(f"{p}\n" for p in ids))
-            points_files.append(points_file.name)
-            script = slurm_dir / f"{label}.sbatch"
-            atomic_write_text(script, render_sbatch(sweep_dir, name, ids, cfg, points_file,
-                                                    after=job_ids[0] if job_ids else None))
-            job_ids.append(_sbatch(script))
-            log.info("submitted array job %s with %d tasks (%s)", job_ids[-1], len(ids), script)
+    job_ids, points_files, trunk_ids = [], [], []
+    for (branches, ranks), ids in array_groups(todo).items():
+        label = ("branches" if branches else "sweep") + (f"-{ranks}ranks" if ranks > 1 else "")
+        points_file = slurm_dir / f"points-{submission}{label.removeprefix('sweep')}.txt"
+        atomic_write_text(points_file, "".join(f"{p}\n" for p in ids))
+        points_files.append(points_file.name)
+        script = slurm_dir / f"{label}.sbatch"
+        atomic_write_text(script, render_sbatch(sweep_dir, name, ids, cfg, points_file, ranks=ranks,
+                                                after=":".join(trunk_ids) if branches and trunk_ids else None))
+        job_ids.append(_sbatch(script))
+        if not branches:
+            trunk_ids.append(job_ids[-1])
+        log.info("submitted array job %s with %d tasks (%s)", job_ids[-1], len(ids), script)
     job_id = ",".join(job_ids)
     atomic_write_json(slurm_dir / "job.json", {"job_id": job_id, "points": [p["id"] for p in todo],
                                                "points_files": points_files,
                                                "submitted": datetime.now(timezone.utc).isoformat()})
     return job_id
+
+
+def array_groups(points: list[dict]) -> dict[tuple[bool, int], list[str]]:
+    """Point ids by array: (cooldown branch?, ranks), ordinary points first, so branches can wait on them."""
+    groups: dict[tuple[bool, int], list[str]] = {}
+    for p in sorted(points, key=lambda p: (bool(p["grid"].get("branch_of")), p["grid"].get("ranks", 1))):
+        groups.setdefault((bool(p["grid"].get("branch_of")), p["grid"].get("ranks", 1)), []).append(p["id"])
+    return groups
 
 
 def _sbatch(script: Path) -> str:

@@ -127,3 +127,33 @@ def test_no_system_skips_the_tests_that_would_install_or_start_daemons():
                           "tests/test_slurm.py::test_sweep_as_a_slurm_array"], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "SCALING_TEST_NO_SYSTEM": "1"}, timeout=120)
     assert "1 skipped" in out.stdout and "SCALING_TEST_NO_SYSTEM=1: no Slurm installed or started" in out.stdout
+
+
+def test_a_point_of_several_ranks_takes_whole_gpus_and_small_points_keep_packing(tmp_path):
+    from scaling.launch import _Pool
+
+    slots = gpu_slots(["0", "1", "2"], 2)
+    pool = _Pool(tmp_path, [], workers=len(slots), threads=1, gpus=slots, preload=False, branches={},
+                 ranks={"big": 2, "small": 1, "small2": 1})
+    assert sorted(pool._devices("big")) == ["0", "0", "1", "1"]
+    pool.free_gpus.remove("0")  # one small point runs on GPU 0: the big one needs two idle GPUs, 1 and 2
+    assert sorted(pool._devices("big")) == ["1", "1", "2", "2"]
+    pool.free_gpus.remove("1")
+    assert pool._devices("big") is None and pool._devices("small2") is not None
+    cpu = _Pool(tmp_path, [], workers=2, threads=1, gpus=[], preload=False, branches={}, ranks={"big": 2})
+    assert cpu._devices("big") == [] and cpu._devices("small") == []
+
+
+def test_a_sweep_runs_its_largest_points_on_two_ranks(tmp_path):
+    from scaling.io import read_json
+    from tests.test_sweep import SWEEP_TINY
+
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=r", *SWEEP_TINY, "sweep.fit=false",
+                     "grid.ranks.large_params=100000", "grid.ranks.large_per_point=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    points = read_json(tmp_path / "r" / "manifest.json")["points"]
+    assert sorted(p["grid"]["ranks"] for p in points) == [1, 1, 1, 1, 2, 2]
+    for p in points:
+        run = tmp_path / "r" / "runs" / p["id"]
+        assert read_json(run / "summary.json")["status"] == "finished"
+        assert ("2 ranks (ddp)" in (run / "train.log").read_text()) == (p["grid"]["ranks"] == 2)

@@ -150,3 +150,24 @@ def test_cooldown_branches_run_as_a_second_array_after_their_trunks(tmp_path, sl
     for p in read_json(sweep / "manifest.json")["points"]:
         summary = read_json(sweep / "runs" / p["id"] / "summary.json")
         assert summary["status"] == "finished" and (summary["branch"] or {}).get("trunk") == p["grid"]["branch_of"]
+
+
+def test_a_point_of_two_ranks_runs_as_srun_and_torchrun_and_matches_one_rank(tmp_path, slurm):
+    args = [f"sweep.out_dir={tmp_path}", "sweep.name=mr", *SLURM_TINY, "grid.ranks.large_params=100000",
+            "grid.ranks.large_per_point=2", "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=2",
+            "launcher.time=00:10:00", "sweep.fit=false"]
+    result = run_cli("sweep.py", *args, env=slurm.env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "mr"
+    script = (sweep / "slurm" / "sweep-2ranks.sbatch").read_text()
+    assert "srun --kill-on-bad-exit=1" in script and "--nproc_per_node=2 --rdzv_backend=c10d" in script
+    assert "#SBATCH --nodes=1" in script and "#SBATCH --cpus-per-task=2" in script
+    two = [p for p in read_json(sweep / "manifest.json")["points"] if p["grid"]["ranks"] == 2]
+    assert len(two) == 2
+    point = two[0]["id"]
+    assert "2 ranks (ddp)" in (sweep / "runs" / point / "train.log").read_text()
+    one = run_cli("train.py", "--config-path", str(sweep / "points" / point), "--config-name", "config",
+                  f"run.out_dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    ours, reference = (read_json(d / point / "summary.json") for d in (sweep / "runs", tmp_path / "one"))
+    assert ours["final_val_loss"] == pytest.approx(reference["final_val_loss"], rel=1e-5)
