@@ -416,6 +416,11 @@ def task_memory(params_total: int, processes: int = 1) -> str:
     return f"{processes * (HOST_BASE_GIB + math.ceil(HOST_BYTES_PER_PARAM * params_total / 2**30))}G"
 
 
+def ranks_per_node(ranks: int, cfg: SlurmLauncherConfig) -> int:
+    """How many of a point's ranks share a node."""
+    return min(ranks, cfg.ranks_per_node or ranks)
+
+
 def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLauncherConfig:
     """Fill in GPUs and memory from the points; refuse a CPU-only request for points that train on a GPU."""
     on_gpu = any(p.config.run.device.startswith("cuda") for p in points)
@@ -423,8 +428,7 @@ def resolve_slurm(cfg: SlurmLauncherConfig, points: list[GridPoint]) -> SlurmLau
     if on_gpu and gpus == 0:
         raise ConfigError("launcher.gpus_per_task", "the points train on run.device=cuda but each task asks for 0 GPUs",
                           "launcher.gpus_per_task=1 (or null), or run.device=cpu")
-    per_node = (lambda ranks: min(ranks, cfg.ranks_per_node or ranks))
-    mem = cfg.mem or max((task_memory(p.grid["params_total"], per_node(p.grid["ranks"])) for p in points),
+    mem = cfg.mem or max((task_memory(p.grid["params_total"], ranks_per_node(p.grid["ranks"], cfg)) for p in points),
                          key=lambda m: int(m[:-1]))
     return dataclasses.replace(cfg, gpus_per_task=gpus, mem=mem)
 
@@ -435,7 +439,7 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
     ``cfg`` is resolved (:func:`resolve_slurm`): one task per point, with its GPUs and memory. ``after``: job ids
     (``:``-separated) this array starts after (cooldown branches after their trunks). ``ranks`` > 1: each point
     runs as srun + torchrun on its nodes, with a c10d rendezvous on the allocation's first node."""
-    per_node = min(ranks, cfg.ranks_per_node or ranks)
+    per_node = ranks_per_node(ranks, cfg)
     nodes = math.ceil(ranks / per_node)
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={_safe('job_name', 'scaling-' + name)}",
