@@ -125,6 +125,15 @@ def markdown(results: dict) -> str:
                          f"{s_['lr_opt']:.3g}{'' if s_['interior'] else ' (edge)'} | {s_['best_loss']:.4f} |")
         lines += ["", f"- lr_opt at {widths[-1]} / lr_opt at {widths[0]}: μP {r['mup_shift']:.2f}x, standard "
                   f"{r['standard_shift']:.2f}x (1 = perfect transfer)", ""]
+    if "tokenize" in results:
+        t = results["tokenize"]
+        lines += [f"## Tokenization ({t['megabytes']:.1f} MB of the default corpus's training text, BPE 4096, medians "
+                  f"of {t['rounds']} alternated rounds)", "",
+                  "| path | MB/s | MB/s per core |", "|---|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {v:.2f} | {t['mb_per_s_per_core'][k]:.2f} |"
+                  for k, v in t["mb_per_s"].items()]
+        lines += ["", f"- the cache builder's encoder on {t['cores']} processes / the tokenizer's own encode_batch: "
+                  f"{t['ratio_encoder_vs_encode_batch']:.2f}x", ""]
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
@@ -180,6 +189,12 @@ def _branched() -> dict:
     return {"branched": branched.run()}
 
 
+def _tokenize() -> dict:
+    from bench import tokenize
+
+    return {"tokenize": tokenize.run()}
+
+
 def _mup() -> dict:
     from bench import mup
 
@@ -194,7 +209,7 @@ def _fitter() -> dict:
 
 SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _data_path,
             "sweep_layout": _sweep_layout, "point_start": _point_start, "branched": _branched,
-            "mup": _mup, "fitter": _fitter}
+            "mup": _mup, "tokenize": _tokenize, "fitter": _fitter}
 
 
 def main() -> None:

@@ -160,6 +160,9 @@ class DataConfig:
     tokenizer: TokenizerConfig
     cache_dir: str
     """Where tokenizers and memory-mapped token files live, shared by every run with the same data config."""
+    num_proc: int | None
+    """Processes that encode the corpus when its token files are built (once per data config); null: one per CPU
+    core. The tokens do not depend on it."""
     fingerprint: str | None
     """source=files: a hash of the files' contents, filled in when the config is resolved (leave null). It is part
     of the run id and of the token cache's key, so replacing a file's text makes new tokens and new runs, and a
@@ -170,6 +173,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 0.5, "data.val_fraction", f"{self.val_fraction} is not in (0, 0.5)",
                  "use e.g. 0.02")
+        _require(self.num_proc is None or self.num_proc > 0, "data.num_proc", f"must be positive, got {self.num_proc}",
+                 "use null (one per core) or a positive count")
         if self.source == "files":
             _require(len(self.paths) > 0, "data.paths", "source=files needs at least one path",
                      "set data.paths=[/path/to/corpus.txt]")
@@ -398,6 +403,7 @@ class TrainConfig:
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
     {"run.out_dir", "run.num_threads", "run.progress", "run.log_interval_steps", "run.export_hf",
      "run.cpu_peak_flops_per_s", "run.divergence_factor", "run.parallel", "tracking", "checkpoint", "data.cache_dir",
+     "data.num_proc",
      "branch"}
 )
 """``branch`` is among them: a branch computes exactly what a run from step 0 computes (a test checks it)."""

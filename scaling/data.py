@@ -4,10 +4,13 @@ Pipeline (all deterministic): documents are loaded through ``datasets`` (the emb
 text/json/parquet files, or a hub dataset), cut into blocks of about ``BLOCK_CHARS`` characters at paragraph or
 line boundaries, and each block goes to the validation split when a hash of its text falls below
 ``val_fraction`` — so the split is a fixed function of the text, identical for every run with the same data
-config. A byte-level BPE (or the raw bytes) is trained on the training blocks only, both splits are tokenized once
-into ``train.bin`` / ``val.bin`` (uint16), the source of every validation token span is recorded in
-``val_sources.json`` (the corpus's top-level sources, e.g. shakespeare / kjv / austen), and ``meta.json`` is
-written last to mark the cache complete.
+config. A byte-level BPE (or the raw bytes) is trained on the training blocks only (at most
+``TOKENIZER_SAMPLE_CHARS`` of them), both splits are tokenized once into ``train.bin`` / ``val.bin`` (uint16), the
+source of every validation token span is recorded in ``val_sources.json`` (the corpus's top-level sources, e.g.
+shakespeare / kjv / austen), and ``meta.json`` is written last to mark the cache complete.
+
+A corpus larger than memory streams: blocks go to staging files on disk as they are read, and ``data.num_proc``
+worker processes encode them chunk by chunk, in order, straight into the token files, with a progress bar.
 
 The evaluation set is a fixed, seeded sample of whole sequences drawn across the entire validation split
 (:func:`eval_sequences`), the same for every run of a data config, so it represents the mixture the runs train on.
@@ -35,6 +38,8 @@ from scaling.io import atomic_write, atomic_write_json, atomic_write_text, files
 log = logging.getLogger(__name__)
 
 BLOCK_CHARS = 4096
+TOKENIZER_SAMPLE_CHARS = 2**28  # the BPE learns from at most 256M characters of training text (all the default corpus)
+ENCODE_CHUNK_BLOCKS = 256  # blocks per unit of work of an encoding process (about 1 MB of text)
 EOT = "<|endoftext|>"
 FORMATS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 CACHE_FORMAT = 2
@@ -215,7 +220,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
 
 
 def cache_key(cfg: DataConfig) -> str:
-    semantic = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "on_repeat")}
+    semantic = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "on_repeat", "num_proc")}
     semantic["fingerprint"] = cfg.fingerprint or content_fingerprint(cfg)  # the files' contents, not their names
     semantic["tokenizer"] = cfg.tokenizer.__dict__
     semantic["task"] = cfg.task.__dict__ if cfg.task is not None else None
@@ -244,29 +249,36 @@ def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
     log.info("building token cache %s (once per data config)", directory)
     records, field, whole_docs = load_documents(cfg, root)
     eot = "" if cfg.tokenizer.kind == "bytes" else EOT
-    train_text: list[str] = []
-    val_text: list[str] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = {split: directory / f".{split}-blocks.jsonl" for split in ("train", "val")}
+    chars = {"train": 0, "val": 0}
+    sample: list[str] = []
     val_block_sources: list[str] = []
-    for text, ends_doc, is_val, source in split_blocks(records, field, cfg.val_fraction, whole_docs):
-        (val_text if is_val else train_text).append(text + (eot if ends_doc and eot else "\n"))
-        if is_val:
-            val_block_sources.append(source)
-    if sum(map(len, train_text)) == 0:
+    with open(staging["train"], "w", encoding="utf-8") as train, open(staging["val"], "w", encoding="utf-8") as val:
+        for text, ends_doc, is_val, source in split_blocks(records, field, cfg.val_fraction, whole_docs):
+            block = text + (eot if ends_doc and eot else "\n")
+            (val if is_val else train).write(json.dumps(block) + "\n")
+            chars["val" if is_val else "train"] += len(block)
+            if is_val:
+                val_block_sources.append(source)
+            elif chars["train"] <= TOKENIZER_SAMPLE_CHARS:
+                sample.append(block)
+    if chars["train"] == 0:
         raise DataError(f"data.source={cfg.source}: the corpus is empty (fix: point the config at non-empty text)")
-    if not val_text:
+    if not val_block_sources:
         raise DataError(f"data.val_fraction={cfg.val_fraction}: the corpus is too small for a validation split "
                         "(fix: add text or raise data.val_fraction)")
-    tokenizer = train_tokenizer(train_text, cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
-    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(sample, cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
+    del sample
     tokenizer.save(str(directory / "tokenizer.json"))
     counts = {}
-    for split, texts in (("train", train_text), ("val", val_text)):
-        encoded = [np.asarray(e.ids, dtype=np.uint16) for e in tokenizer.encode_batch(texts)]
-        ids = np.concatenate(encoded)
-        atomic_write(directory / f"{split}.bin", lambda tmp, ids=ids: ids.tofile(tmp))
-        counts[split] = int(ids.size)
+    for split in ("train", "val"):
+        lengths = encode_blocks(staging[split], directory / "tokenizer.json", directory / f"{split}.bin",
+                                cfg.num_proc or os.cpu_count() or 1, chars[split], desc=f"tokenizing {split}")
+        counts[split] = int(sum(lengths))
+        staging[split].unlink()
         if split == "val":
-            atomic_write_json(directory / "val_sources.json", _source_spans(val_block_sources, encoded))
+            atomic_write_json(directory / "val_sources.json", _source_spans(val_block_sources, lengths))
     atomic_write_json(directory / "meta.json", {
         "format": CACHE_FORMAT, "vocab_size": tokenizer.get_vocab_size(), "dtype": "uint16",
         "eos_token": eot or None, "num_tokens": counts, "source": cfg.source,
@@ -275,15 +287,83 @@ def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
              tokenizer.get_vocab_size())
 
 
-def _source_spans(block_sources: list[str], blocks: list[np.ndarray]) -> list[tuple[str, int]]:
+def _source_spans(block_sources: list[str], block_tokens: list[int]) -> list[tuple[str, int]]:
     """(source, first token) of each run of consecutive validation blocks from one source."""
     spans: list[tuple[str, int]] = []
     start = 0
-    for source, block in zip(block_sources, blocks):
+    for source, length in zip(block_sources, block_tokens):
         if not spans or spans[-1][0] != source:
             spans.append((source, start))
-        start += len(block)
+        start += length
     return spans
+
+
+def _chunks(blocks_file: Path) -> Iterator[list[str]]:
+    with open(blocks_file, encoding="utf-8") as f:
+        chunk: list[str] = []
+        for line in f:
+            chunk.append(json.loads(line))
+            if len(chunk) == ENCODE_CHUNK_BLOCKS:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+_worker_tokenizer = None
+
+
+def _load_tokenizer(tokenizer_file: str) -> None:
+    global _worker_tokenizer
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process: the processes are the parallelism
+    from tokenizers import Tokenizer
+
+    _worker_tokenizer = Tokenizer.from_file(tokenizer_file)
+
+
+def _encode_chunk(blocks: list[str]) -> tuple[bytes, list[int], int]:
+    encoded = [e.ids for e in _worker_tokenizer.encode_batch(blocks)]
+    ids = np.fromiter((i for ids in encoded for i in ids), dtype=np.uint16)
+    return ids.tobytes(), [len(ids) for ids in encoded], sum(map(len, blocks))
+
+
+def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_file: Path, num_proc: int, total_chars: int,
+                  desc: str = "tokenizing") -> list[int]:
+    """Encode the blocks of ``blocks_file`` (one JSON string per line) with ``num_proc`` processes, chunk by chunk
+    and in order, into ``out_file`` (uint16, written atomically); returns each block's token count. Memory holds a
+    few chunks whatever the corpus's size."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    lengths: list[int] = []
+    bar = tqdm(total=total_chars, unit="char", unit_scale=True, desc=desc, mininterval=0.5 if os.isatty(2) else 10.0,
+               disable=total_chars < 2**24)  # a bar for corpora that take a while (16M characters and up)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
+            if num_proc == 1:
+                global _worker_tokenizer
+                from tokenizers import Tokenizer
+
+                _worker_tokenizer = Tokenizer.from_file(str(tokenizer_file))
+                results = map(_encode_chunk, _chunks(blocks_file))
+                pool = None
+            else:
+                pool = multiprocessing.get_context("spawn").Pool(num_proc, _load_tokenizer, (str(tokenizer_file),))
+                results = pool.imap(_encode_chunk, _chunks(blocks_file), chunksize=1)
+            try:
+                for data, block_lengths, chars in results:
+                    out.write(data)
+                    lengths.extend(block_lengths)
+                    bar.update(chars)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+
+    atomic_write(out_file, write)
+    bar.close()
+    return lengths
 
 
 def _open(directory: Path) -> TokenData:

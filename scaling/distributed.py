@@ -49,6 +49,12 @@ def check_split(cfg: TrainConfig, ranks: Ranks) -> None:
                           ")")
 
 
+def my_micro_batches(ranks: Ranks, accum: int) -> range:
+    """Which of a step's ``accum`` micro-batches this rank trains on: every world-th, so the ranks' batches are
+    disjoint, together the one-rank batch, and fixed by (seed, step, rank count) alone."""
+    return range(ranks.rank, accum, ranks.world)
+
+
 def start(ranks: Ranks, device: torch.device) -> None:
     if ranks.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",

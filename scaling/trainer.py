@@ -231,7 +231,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
     sampler = BatchSampler(data.train, cfg.model.seq_len, cfg.seed)
     eval_set = eval_sequences(data.val, cfg.model.seq_len, cfg.eval.tokens, data.val_sources)
     num_steps, accum, mb = cfg.num_steps, cfg.grad_accum_steps, cfg.budget.micro_batch_size
-    mine = range(ranks.rank, accum, ranks.world)  # this rank's micro-batches of each step (all on one rank)
+    mine = distributed.my_micro_batches(ranks, accum)
 
     fpt = flops.all_flops_per_token(cfg.model)
     params = flops.count_params(cfg.model)

@@ -9,6 +9,7 @@ import pytest
 
 from scaling.config import parse, DataConfig
 from scaling.data import BatchSampler, DataError, eval_sequences, prepare
+from scaling.distributed import Ranks, my_micro_batches
 from tests.conftest import CACHE_DIR, compose_raw
 
 TEXT = "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." * 3 for i in range(400))
@@ -90,3 +91,36 @@ def test_eval_set_represents_every_source_of_the_validation_split():
         assert abs((eval_set.sources == name).mean() - share) < 0.05, (name, share)
     again = eval_sequences(data.val, 128, 131072, data.val_sources)
     assert np.array_equal(again.sequences, eval_set.sequences)  # the same for every run of this data config
+
+
+def test_parallel_encoding_writes_the_tokens_one_process_writes(tmp_path, monkeypatch):
+    import scaling.data as data_module
+    from tokenizers import Tokenizer
+
+    monkeypatch.setattr(data_module, "ENCODE_CHUNK_BLOCKS", 7)  # many chunks, so order across processes matters
+    path = tmp_path / "c.txt"
+    path.write_text(TEXT * 3)
+    built = {}
+    for procs in (1, 2):
+        cfg = data_config(tmp_path / f"p{procs}", source="files", paths=[str(path)], num_proc=procs,
+                          val_fraction=0.1, tokenizer={"kind": "bpe", "vocab_size": 400})
+        built[procs] = prepare(cfg)
+    one, two = built[1], built[2]
+    assert one.directory.name == two.directory.name  # num_proc is not part of the cache key
+    assert np.array_equal(one.train, two.train) and np.array_equal(one.val, two.val)
+    assert one.val_sources == two.val_sources
+    assert not list(two.directory.glob(".*-blocks.jsonl"))  # the staging files are gone
+    # The tokens are the tokenizer's own: the blocks, re-read and encoded in one call, give the same ids.
+    tokenizer = Tokenizer.from_file(str(two.directory / "tokenizer.json"))
+    assert tokenizer.decode(list(map(int, two.val[:200]))) in TEXT * 3
+
+
+def test_ranks_read_disjoint_micro_batches_that_together_are_the_one_rank_batch():
+    tokens = np.arange(50_000, dtype=np.uint16)
+    sampler, accum, micro, step = BatchSampler(tokens, 16, seed=1), 4, 8, 5
+    first = step * accum * micro
+    whole = [sampler.batch(first + i * micro, micro) for i in range(accum)]
+    by_rank = {rank: [whole[i] for i in my_micro_batches(Ranks(rank=rank, world=2, local_rank=rank), accum)]
+               for rank in (0, 1)}
+    starts = [{int(r[0]) for b in batches for r in b} for batches in by_rank.values()]
+    assert not starts[0] & starts[1] and len(starts[0] | starts[1]) == accum * micro

@@ -44,6 +44,14 @@ COMMANDS: dict[str, tuple[str, object]] = {
     "python sweep.py experiment=chinchilla_gpu launcher.partition=gpu": ("dry", ["sweep.probe=false"]),
     "python sweep.py experiment=chinchilla_gpu launcher=local": ("dry", ["sweep.probe=false"]),
     "python sweep.py experiment=testtime": ("elsewhere", "tests/test_testtime.py (slow): the default study"),
+    "python sweep.py experiment=scaling_cpu_branched": ("dry", ["sweep.probe=false"]),
+    "python sweep.py experiment=mup_transfer_cpu": ("dry", ["sweep.probe=false"]),
+    "python sweep.py grid.tune.lr_factors=[0.5,1,2]":
+        ("elsewhere", "tests/test_tuning.py::test_tuned_sweep_fits_each_cells_best_run"),
+    "python -m torch.distributed.run --standalone --nproc_per_node=2 train.py run.parallel=ddp":
+        ("elsewhere", "tests/test_distributed.py: two ranks on gloo against one"),
+    "python sweep.py experiment=chinchilla_gpu launcher=slurm grid.ranks.large_params=3e8 "
+    "grid.ranks.large_per_point=8 launcher.ranks_per_node=4": ("dry", ["sweep.probe=false"]),
     "python -m scaling status sweeps/default":
         ("elsewhere", "tests/test_sweep.py::test_local_sweep_runs_skips_and_reruns"),
     "python -m scaling fit sweeps/default --out fit/": ("elsewhere", "tests/test_sweep.py (the CLI fit of a sweep)"),
@@ -100,7 +108,8 @@ def test_readme_command_runs(tmp_path, command, how):
     assert result.returncode == 0, result.stderr[-3000:]
     if kind == "dry":
         assert "dry run: nothing written" in result.stdout and not (tmp_path / "readme").exists()
-        assert ("#SBATCH --gpus-per-task=1" in result.stdout) == ("launcher=local" not in command)
+        if "chinchilla_gpu" in command:  # the GPU study: one GPU per task unless it runs on the local box
+            assert ("#SBATCH --gpus-per-task=1" in result.stdout) == ("launcher=local" not in command)
     elif script == "sweep.py" and "dry_run" not in command:
         assert json.loads((tmp_path / "readme" / "report" / "fit.json").read_text())["conventions"]
     elif script == "train.py" and "--cfg" not in command:
