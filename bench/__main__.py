@@ -108,6 +108,10 @@ def markdown(results: dict) -> str:
             lines.append(f"| {k} | {e['branched']:.3f} [{e['branched_ci95'][0]:.3f}, {e['branched_ci95'][1]:.3f}] "
                          f"| {e['cosine']:.3f} [{e['cosine_ci95'][0]:.3f}, {e['cosine_ci95'][1]:.3f}] | "
                          f"{'yes' if e['each_inside_the_other'] else 'no'} |")
+        lines += ["", "Each run against its twin (same N and D):", "",
+                  "| size | tokens/param | branched loss | cosine loss | gap |", "|---|---|---|---|---|"]
+        lines += [f"| {x['size']} | {x['tokens_per_param']:g} | {x['branched_loss']:.4f} | {x['cosine_loss']:.4f} | "
+                  f"{100 * x['gap']:+.2f}% |" for x in r.get("runs", [])]
         lines.append("")
     if "mup" in results:
         r = results["mup"]
