@@ -39,8 +39,11 @@ def from_environment() -> Ranks:
                  local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def check_split(cfg: TrainConfig, ranks: Ranks) -> None:
-    """The global batch must split into whole micro-batches per rank: each rank accumulates the same number."""
+def check(cfg: TrainConfig, ranks: Ranks) -> None:
+    """What a run on several ranks needs of its config: the global batch splits into whole micro-batches per rank
+    (each rank accumulates the same number), and no fp16 under FSDP2 (its loss scaling needs a sharded scaler)."""
+    if ranks.world > 1 and cfg.run.parallel == "fsdp" and cfg.precision.dtype == "fp16":
+        raise ConfigError("precision.dtype", "fp16 under FSDP2 is not supported", "precision=bf16, or run.parallel=ddp")
     accum = cfg.grad_accum_steps
     if accum % ranks.world:
         raise ConfigError("budget.batch_tokens", f"{accum} micro-batches per step do not split over {ranks.world} "

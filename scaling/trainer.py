@@ -172,7 +172,7 @@ def train(cfg: TrainConfig, resolved: dict[str, Any], overrides: list[str] = ())
     if _finished(run_dir):
         log.info("run %s is already finished: %s", rid, run_dir)
         return run_dir
-    distributed.check_split(cfg, ranks)
+    distributed.check(cfg, ranks)
     data = prepare(cfg.data)
     _check_data(cfg, data)
     if not ranks.main:  # rank 0 owns the run directory, its lock and its logs; the others only train
@@ -224,7 +224,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
     model = GPT(cfg.model).to(device)
     parallel = distributed.wrap(model, cfg.run.parallel, ranks, device, dtype)
     optimizer = build_optimizer(model, cfg.optim, device, fused=not (ranks.world > 1 and cfg.run.parallel == "fsdp"))
-    dtype = distributed.autocast_dtype(cfg.run.parallel, ranks, dtype)
+    cast = distributed.autocast_dtype(cfg.run.parallel, ranks, dtype)  # None where FSDP2's policy casts instead
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     step_model = torch.compile(parallel) if cfg.run.compile else parallel
 
@@ -236,6 +236,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
     fpt = flops.all_flops_per_token(cfg.model)
     params = flops.count_params(cfg.model)
     peak = peak_flops_per_s(device, dtype, cfg.precision.tf32, cfg.run.cpu_peak_flops_per_s)
+    peak = peak * ranks.world if peak else peak  # tokens/s counts every rank's tokens: MFU is against all devices
     tokens_per_step = accum * mb * cfg.model.seq_len
 
     step, elapsed_before = 0, 0.0
@@ -321,7 +322,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
             micro_batches = [torch.from_numpy(sampler.batch(first + i * mb, mb)).to(device, non_blocking=True)
                              for i in mine]
             try:
-                loss_t, grad_norm_t = train_step(step_model, optimizer, scaler, micro_batches, device, dtype,
+                loss_t, grad_norm_t = train_step(step_model, optimizer, scaler, micro_batches, device, cast,
                                                  cfg.optim.grad_clip)
             except torch.OutOfMemoryError:
                 raise OutOfMemory(f"out of {device.type} memory at budget.micro_batch_size={mb} (fix: "
@@ -358,7 +359,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
             if (cfg.eval.interval_steps and step % cfg.eval.interval_steps == 0) or step == num_steps:
                 _synchronize(device)
                 eval_start = time.perf_counter()
-                evaluation = evaluate(model, eval_set, mb, device, dtype)
+                evaluation = evaluate(model, eval_set, mb, device, cast)
                 window_excluded_s += time.perf_counter() - eval_start
                 val_losses.append(evaluation["val_loss"])
                 last_eval = evaluation

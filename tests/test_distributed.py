@@ -118,7 +118,8 @@ def _kill_at(out: Path, step: int, proc: subprocess.Popen, how: int) -> None:
     raise TimeoutError(f"step {step} not reached")
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+# SIGTERM (checkpoint and exit 3 on every rank) runs with the slow tests: make test keeps the harder kill.
+@pytest.mark.parametrize("how", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_killed_ddp_run_resumes_bit_identically(tmp_path, two_ranks, how):
     out = tmp_path / "runs"
     _kill_at(out, 11, torchrun(out, wait=False), how)
@@ -131,6 +132,7 @@ def test_a_killed_ddp_run_resumes_bit_identically(tmp_path, two_ranks, how):
     assert all((ours[k] == theirs[k]).all() for k in theirs)
 
 
+@pytest.mark.slow
 def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path, one_rank):
     out = tmp_path / "runs"
     _kill_at(out, 11, torchrun(out, "run.parallel=fsdp", wait=False), signal.SIGKILL)

@@ -137,6 +137,7 @@ def test_a_second_submission_waits_for_the_live_array(tmp_path, slurm):
         subprocess.run(["scancel", job["job_id"]], env=slurm.env())
 
 
+@pytest.mark.slow
 def test_cooldown_branches_run_as_a_second_array_after_their_trunks(tmp_path, slurm):
     args = [f"sweep.out_dir={tmp_path}", "sweep.name=br", *SLURM_TINY, "optim=adamw_wsd", "grid.branched=true",
             "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=2", "launcher.time=00:10:00",
