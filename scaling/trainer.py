@@ -13,8 +13,8 @@ Run directory (the contract the sweep and the fitter read):
 
 from __future__ import annotations
 
-import importlib.metadata
 import dataclasses
+import importlib.metadata
 import logging
 import math
 import platform
