@@ -15,6 +15,7 @@ COMPANIONS = {
     "files": ["data.paths=[corpus.txt]"],
     "hub": ["data.hub_name=owner/corpus"],
     "llama_124m": ["budget.micro_batch_size=8", "budget.batch_tokens=131072", "budget.tokens=1e9"],
+    "llama_1b": ["budget.micro_batch_size=8", "budget.batch_tokens=131072", "budget.tokens=1e9"],
 }
 
 

@@ -144,6 +144,7 @@ def test_a_point_of_several_ranks_takes_whole_gpus_and_small_points_keep_packing
     assert cpu._devices("big") == [] and cpu._devices("small") == []
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_its_largest_points_on_two_ranks(tmp_path):
     from scaling.io import read_json
     from tests.test_sweep import SWEEP_TINY

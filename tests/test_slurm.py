@@ -153,6 +153,7 @@ def test_cooldown_branches_run_as_a_second_array_after_their_trunks(tmp_path, sl
         assert summary["status"] == "finished" and (summary["branch"] or {}).get("trunk") == p["grid"]["branch_of"]
 
 
+@pytest.mark.slow
 def test_a_point_of_two_ranks_runs_as_srun_and_torchrun_and_matches_one_rank(tmp_path, slurm):
     args = [f"sweep.out_dir={tmp_path}", "sweep.name=mr", *SLURM_TINY, "grid.ranks.large_params=100000",
             "grid.ranks.large_per_point=2", "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=2",
