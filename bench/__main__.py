@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -169,40 +171,11 @@ def _precision_auto() -> dict:
     return {"precision_auto": rows}
 
 
-def _data_path() -> dict:
-    from bench import data_path
-
-    return {"data_path": data_path.run()}
-
-
-def _sweep_layout() -> dict:
-    from bench import sweep_layout
-
-    return {"sweep_layout": sweep_layout.run()}
-
-
-def _point_start() -> dict:
-    from bench import sweep_layout
-
-    return {"point_start": sweep_layout.point_start()}
-
-
-def _branched() -> dict:
-    from bench import branched
-
-    return {"branched": branched.run()}
-
-
-def _tokenize() -> dict:
-    from bench import tokenize
-
-    return {"tokenize": tokenize.run()}
-
-
-def _mup() -> dict:
-    from bench import mup
-
-    return {"mup": mup.run()}
+def _run_of(name: str, module: str | None = None, function: str = "run") -> Callable[[], dict]:
+    """Section ``name``: the figures of ``bench.<module>.<function>()`` (module: the section's name)."""
+    def section() -> dict:
+        return {name: getattr(importlib.import_module(f"bench.{module or name}"), function)()}
+    return section
 
 
 def _fitter() -> dict:
@@ -211,9 +184,11 @@ def _fitter() -> dict:
     return {"fitter": {"speed": fitter.speed(), "coverage": fitter.coverage()}}
 
 
-SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _data_path,
-            "sweep_layout": _sweep_layout, "point_start": _point_start, "branched": _branched,
-            "mup": _mup, "tokenize": _tokenize, "fitter": _fitter}
+SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _run_of("data_path"),
+            "sweep_layout": _run_of("sweep_layout"),
+            "point_start": _run_of("point_start", "sweep_layout", "point_start"),
+            "branched": _run_of("branched"), "mup": _run_of("mup"), "tokenize": _run_of("tokenize"),
+            "fitter": _fitter}
 
 
 def main() -> None:
