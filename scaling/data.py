@@ -313,9 +313,12 @@ def _chunks(blocks_file: Path) -> Iterator[list[str]]:
 _worker_tokenizer = None
 
 
-def _load_tokenizer(tokenizer_file: str) -> None:
+def _load_tokenizer(tokenizer_file: str, one_thread: bool = True) -> None:
+    """The tokenizer :func:`_encode_chunk` uses in this process; a worker's is single-threaded (the processes are
+    the parallelism), the builder's own keeps the tokenizer's threads."""
     global _worker_tokenizer
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process: the processes are the parallelism
+    if one_thread:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from tokenizers import Tokenizer
 
     _worker_tokenizer = Tokenizer.from_file(tokenizer_file)
@@ -343,10 +346,7 @@ def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_file: Path, num_p
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
             if num_proc == 1:
-                global _worker_tokenizer
-                from tokenizers import Tokenizer
-
-                _worker_tokenizer = Tokenizer.from_file(str(tokenizer_file))
+                _load_tokenizer(str(tokenizer_file), one_thread=False)
                 results = map(_encode_chunk, _chunks(blocks_file))
                 pool = None
             else:

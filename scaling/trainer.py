@@ -9,6 +9,7 @@ Run directory (the contract the sweep and the fitter read):
 * ``summary.json``  written atomically and last: its presence means the run is finished
 * ``hf/``           the model and tokenizer in transformers format
 * ``train.log``, ``checkpoints/`` and, when tracking is on, ``wandb/``
+* ``branch_points/`` the states kept for cooldown branches (``checkpoint.branch_steps``), kept after the run ends
 """
 
 from __future__ import annotations
