@@ -53,6 +53,7 @@ def test_sbatch_values_cannot_inject_shell(tmp_path):
     assert result.returncode == 2 and "launcher.partition" in result.stderr
 
 
+@pytest.mark.slow  # nearly three minutes of Slurm's own kill and requeue delays
 def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm):
     """Slurm's warning signal before a time limit (SIGUSR1 to the batch script, as `--signal=B:USR1@N` sends it):
     the run checkpoints and exits 3, the task requeues itself and resumes where it stopped."""
