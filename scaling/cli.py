@@ -76,7 +76,8 @@ def resolve_data(raw: dict[str, Any]) -> None:
 
     data = raw["data"]
     data["paths"] = [str(Path(p).expanduser().absolute()) for p in data.get("paths") or []]
-    if data.get("source") == "files" and data.get("fingerprint") is None and data["paths"]:
+    if data.get("fingerprint") is None and (data.get("source") == "task" or data.get("source") == "files"
+                                            and data["paths"]):
         data["fingerprint"] = content_fingerprint(parse(DataConfig, data, "data."))
 
 
@@ -185,6 +186,7 @@ def train_main(cfg: DictConfig) -> None:
 def sweep_main(cfg: DictConfig) -> None:
     """Expand the grid, freeze every point, run them (locally or on Slurm), collect the tables and fit."""
     setup_logging()
+    register_tasks()
     raw = to_container(cfg)
     from scaling.config import TaskConfig, parse
     from scaling.grid import GridConfig, expand, plan_table
@@ -206,7 +208,7 @@ def sweep_main(cfg: DictConfig) -> None:
 
             testtime = parse(TestTimeConfig, testtime_raw, "testtime.")
             if raw["data"].get("task") is None:
-                raise ConfigError("data", "the test-time study needs a task corpus", "use data=modchain")
+                raise ConfigError("data", "the test-time study needs a task corpus", "use data=worksheet")
             task = parse(TaskConfig, raw["data"]["task"], "data.task.")
     except ConfigError as e:
         fail(str(e))

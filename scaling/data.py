@@ -112,8 +112,23 @@ def _require_utf8(path: str) -> None:
 
 
 def content_fingerprint(cfg: DataConfig) -> str | None:
-    """The hash of a files source's contents (None for the other sources)."""
-    return files_fingerprint(local_files(cfg.paths)[1]) if cfg.source == "files" else None
+    """The hash of a files source's contents, or of a task's generated corpus (None for the other sources): a
+    changed file or task generator changes the cache key and the run ids."""
+    if cfg.source == "files":
+        return files_fingerprint(local_files(cfg.paths)[1])
+    if cfg.source == "task":
+        documents = task_corpus(cfg)(cfg.task)
+        return hashlib.sha256(json.dumps(documents).encode()).hexdigest()[:16]
+    return None
+
+
+def task_corpus(cfg: DataConfig) -> TaskCorpus:
+    corpus = TASK_CORPORA.get(cfg.task.name)
+    if corpus is None:
+        raise DataError(f"data.task.name={cfg.task.name!r}: no task of that name is registered (known: "
+                        f"{', '.join(sorted(TASK_CORPORA)) or 'none'}) (fix: run it through train.py or sweep.py, "
+                        "which register the project's tasks, or call scaling.testtime.task.register())")
+    return corpus
 
 
 def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], str, bool]:
@@ -128,11 +143,7 @@ def load_documents(cfg: DataConfig, cache_dir: Path) -> tuple[Iterable[dict], st
         path = build_classics(cache_dir / "corpora" / "classics.jsonl")
         return datasets.load_dataset("json", data_files=str(path), split="train"), "text", True
     if cfg.source == "task":
-        corpus = TASK_CORPORA.get(cfg.task.name)
-        if corpus is None:
-            raise DataError(f"data.task.name={cfg.task.name!r}: no task of that name is registered (known: "
-                            f"{', '.join(sorted(TASK_CORPORA)) or 'none'}) (fix: run it through train.py or sweep.py, "
-                            "which register the project's tasks, or call scaling.testtime.task.register())")
+        corpus = task_corpus(cfg)
         path = cache_dir / "corpora" / f"{cfg.task.name}-{cache_key(cfg)}.jsonl"
         if not path.exists():
             atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in corpus(cfg.task)))
@@ -232,9 +243,10 @@ def prepare(cfg: DataConfig) -> TokenData:
     """Return the token files for ``cfg``, building them once (under a lock shared by parallel runs)."""
     current = content_fingerprint(cfg)
     if cfg.fingerprint is not None and current != cfg.fingerprint:
-        raise DataError(f"data.paths: the files changed since this config was resolved (content {cfg.fingerprint}, "
+        what = "the task's generated corpus" if cfg.source == "task" else "the files"
+        raise DataError(f"data.fingerprint: {what} changed since this config was resolved (content {cfg.fingerprint}, "
                         f"now {current}) (fix: restore them, or start the run or sweep again so that a new config, "
-                        "and new runs, are made from the files as they are)")
+                        "and new runs, are made from the data as it is)")
     root = Path(cfg.cache_dir).expanduser()
     directory = root / f"tokens-{cache_key(cfg)}"
     if not (directory / "meta.json").exists():
