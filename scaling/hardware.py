@@ -52,11 +52,16 @@ class PrecisionError(UserError, ValueError):
 
 
 def resolve_device(cfg: RunConfig) -> torch.device:
-    if cfg.device == "auto":
+    return device_named(cfg.device, "run.device")
+
+
+def device_named(name: str, field: str) -> torch.device:
+    """``auto`` (a GPU when one is visible), ``cpu`` or ``cuda[:i]``; ``field`` names the setting in errors."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(cfg.device)
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise PrecisionError("run.device: CUDA requested but no GPU is visible (fix: run.device=auto or cpu)")
+        raise PrecisionError(f"{field}: CUDA requested but no GPU is visible (fix: {field}=auto or cpu)")
     return device
 
 
