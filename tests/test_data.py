@@ -124,3 +124,22 @@ def test_ranks_read_disjoint_micro_batches_that_together_are_the_one_rank_batch(
                for rank in (0, 1)}
     starts = [{int(r[0]) for b in batches for r in b} for batches in by_rank.values()]
     assert not starts[0] & starts[1] and len(starts[0] | starts[1]) == accum * micro
+
+
+def test_a_changed_task_generator_changes_the_fingerprint_and_is_refused_under_the_old_one(tmp_path, monkeypatch):
+    """Task text is generated, not read: the config fingerprints what the generator makes, so a changed generator
+    cannot train (or be skipped as finished) under a run id made for the old text."""
+    from scaling import data
+    from scaling.cli import register_tasks, resolve_data
+
+    register_tasks()
+    raw = compose_raw(["data=worksheet"])
+    raw["data"].update(cache_dir=str(tmp_path / "cache"), task={**raw["data"]["task"], "num_train": 50})
+    resolve_data(raw)
+    cfg = parse(DataConfig, raw["data"], "data.")
+    assert cfg.fingerprint == data.content_fingerprint(cfg)
+    original = data.TASK_CORPORA["worksheet"]
+    monkeypatch.setitem(data.TASK_CORPORA, "worksheet", lambda task: original(task)[1:])
+    assert data.content_fingerprint(cfg) != cfg.fingerprint
+    with pytest.raises(DataError, match="data.fingerprint: the task's generated corpus changed"):
+        prepare(cfg)
