@@ -116,7 +116,7 @@ class TokenizerConfig:
 @dataclass(frozen=True, kw_only=True)
 class TaskConfig:
     """A generated task with checkable answers (scaling.testtime.task): chains of arithmetic mod `modulus`."""
-    name: Literal["modchain"]
+    name: Literal["worksheet"]
     modulus: int
     min_steps: int
     max_steps: int
@@ -128,8 +128,8 @@ class TaskConfig:
     seed: int
 
     def __post_init__(self) -> None:
-        _require(2 <= self.modulus <= 10, "data.task.modulus", f"{self.modulus} is not in [2, 10]",
-                 "use a modulus whose residues are single digits, e.g. 7")
+        _require(2 <= self.modulus <= 36, "data.task.modulus", f"{self.modulus} is not in [2, 36]",
+                 "use a modulus whose residues are one character each (0-9, a-z), e.g. 17")
         _require(1 <= self.min_steps <= self.max_steps <= self.test_max_steps, "data.task.max_steps",
                  "needs 1 <= min_steps <= max_steps <= test_max_steps", "order the step counts")
         _require(self.num_train > 0 and self.test_per_length > 0, "data.task.num_train", "counts must be positive",
@@ -182,9 +182,9 @@ class DataConfig:
             _require(bool(self.hub_name), "data.hub_name", "source=hub needs a dataset name",
                      "set data.hub_name=<owner/name>")
         if self.source == "task":
-            _require(self.task is not None, "data.task", "source=task needs a task", "use data=modchain")
+            _require(self.task is not None, "data.task", "source=task needs a task", "use data=worksheet")
             _require(self.tokenizer.kind == "bytes", "data.tokenizer.kind", "the task's checker reads characters",
-                     "use the bytes tokenizer (data=modchain sets it)")
+                     "use the bytes tokenizer (data=worksheet sets it)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,22 +15,32 @@ from tests.flop_counter import register_cpu_sdpa_flops
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops
 from scaling.testtime.strategies import make_subsets, pass_at_k, select, subset_accuracy
-from scaling.testtime.task import check, held_out_problems, training_documents
+from scaling.testtime.task import BLANK, Problem, check, generate, held_out_problems, training_documents
 
 
 def test_task_is_deterministic_checkable_and_disjoint():
-    tests = held_out_problems(modulus=7, max_steps=8, per_length=10, seed=0)
-    assert tests == held_out_problems(modulus=7, max_steps=8, per_length=10, seed=0)
+    tests = held_out_problems(modulus=13, max_steps=8, per_length=10, seed=0)
+    assert tests == held_out_problems(modulus=13, max_steps=8, per_length=10, seed=0)
     assert sorted({p.length for p in tests}) == list(range(1, 9))
-    train = training_documents(7, 1, 6, 2000, seed=0, held_out=tests)
-    prompts = {d["text"].split("\n")[0] + "\n" for d in train}
-    assert not prompts & {p.prompt for p in tests}
+    train = training_documents(13, 1, 6, 2000, seed=0, held_out=tests)
+    assert not {d["text"] for d in train} & {p.prompt + p.solution for p in tests}
     p = tests[-1]
-    assert check(p, p.solution).correct and all(check(p, p.solution).step_correct)
-    broken = p.solution.replace("\n", "X", 1)
-    result = check(p, broken)
-    assert not any(result.step_correct)  # an error in the first line taints every later step
-    assert len(p.solution) == p.completion_chars
+    assert check(p, p.solution).process_correct and all(check(p, p.solution).step_correct)
+    assert len(p.solution) == len(p.template) == p.completion_chars
+    assert all(t == s or t == BLANK for t, s in zip(p.template, p.solution))
+    broken = "z" + p.solution[1:]  # a wrong first line taints every later step
+    assert not any(check(p, broken).step_correct)
+
+
+def test_a_lucky_answer_is_answer_correct_but_not_process_correct():
+    p = Problem(start=3, ops=(("+", 4), ("*", 2)), modulus=13)  # 3+4=7, 7*2=1
+    assert p.solution == "3+4=7\n7*2=1\nA:1\n"
+    lucky = check(p, "3+4=8\n8*2=1\nA:1\n")  # the first step is wrong, the answer right
+    assert lucky.correct and not lucky.process_correct and lucky.step_correct == (False, False)
+    assert check(p, "3+4=7\n7*2=1\nA:2\n").step_correct == (True, True)
+    assert not check(p, "3+4=7\n7*2=1\nA:2\n").process_correct
+    with pytest.raises(ValueError, match="modulus"):
+        generate(1, 1, 2, 37, 0)
 
 
 def test_pass_at_k_matches_the_closed_form():
@@ -51,16 +61,126 @@ def test_best_of_n_with_oracle_scores_is_coverage():
     subsets = make_subsets(n, 64, 0)
     for _ in range(50):
         answers = rng.integers(0, 4, n)
-        oracle = (answers == truth).astype(float)
-        best_of_n = subset_accuracy(answers, oracle, truth, k, "best_of_n", subsets)
-        covered = np.mean([(answers[s[:k]] == truth).any() for s in subsets])
-        assert best_of_n == pytest.approx(covered)
+        process = (answers == truth) & (rng.random(n) < 0.5)  # half the right answers come from a right chain
+        oracle = process.astype(float)
+        answer_acc, process_acc = subset_accuracy(answers, oracle, answers == truth, process, k, "best_of_n", subsets)
+        covered = np.mean([process[s[:k]].any() for s in subsets])
+        assert process_acc == pytest.approx(covered) and answer_acc >= process_acc
 
 
-def test_exchange_multiplier():
-    assert analysis.exchange_multiplier(1.0, 1.0, 14.0, 1.0, 0.16) == pytest.approx(257.75)
-    # generalised: a larger model trained on more tokens costs more, so the small model may sample more
-    assert analysis.exchange_multiplier(1.0, 1.0, 14.0, 2.0, 0.16) > 257.75
+def test_pass_at_k_equals_brute_force_over_all_subsets():
+    from itertools import combinations
+
+    for n, c in [(8, 0), (8, 1), (8, 3), (8, 8), (7, 5)]:
+        ok = np.r_[np.ones(c, bool), np.zeros(n - c, bool)]
+        for k in range(1, n + 1):
+            brute = np.mean([ok[list(s)].any() for s in combinations(range(n), k)])
+            assert pass_at_k(n, c, k) == pytest.approx(brute)
+
+
+def test_majority_presents_a_sample_of_the_voted_answer():
+    answers, scores = np.array([3, 5, 5, -1, 5, 3]), np.array([0.9, 0.1, 0.2, 1.0, 0.3, 0.8])
+    assert answers[select(answers, scores, "majority")] == 5
+    assert select(answers, scores, "weighted") == 0  # 3 holds 1.7 of score, 5 holds 0.6; its best sample is 0
+    assert select(answers, scores, "best_of_n") == 0  # a malformed sample (-1) is never picked
+    assert select(np.array([-1, -1]), scores[:2], "majority") is None
+
+
+def test_cross_validation_does_not_select_noise():
+    """Strategies that are pure noise (the same Bernoulli rate) must not beat the fixed baseline out of sample;
+    the same choice made in sample does, which is the bias cross-validation removes."""
+    rng = np.random.default_rng(0)
+    gains, in_sample = [], []
+    for trial in range(200):
+        acc = {f"s{i}": (rng.random(100) < 0.4).astype(float) for i in range(6)}
+        bins = analysis.difficulty_bins(rng.random(100))
+        folds = rng.permutation(100) % 2
+        policy, fixed, _ = analysis.cross_validated_policy(acc, bins, folds)
+        gains.append(policy.mean() - fixed.mean())
+        best_per_bin = sum(max(v[bins == b].sum() for v in acc.values()) for b in range(1, 6)) / 100
+        in_sample.append(best_per_bin - max(v.mean() for v in acc.values()))
+    standard_error = np.std(gains) / np.sqrt(len(gains))
+    assert abs(np.mean(gains)) < 3 * standard_error + 0.005
+    assert np.mean(in_sample) > 0.05  # choosing per bin on the data it is scored on looks like a gain
+
+
+def test_difficulty_bins_come_from_an_independent_draw():
+    """Two identical models: every problem has the same true rate, so no bin may look easier than another on the
+    scoring draw when the bins come from a separate draw."""
+    rng = np.random.default_rng(3)
+    problems, n = 400, 8
+    scoring = (rng.random((problems, n)) < 0.5).astype(float)
+    model = _synthetic_model(scoring, bin_pass1=(rng.random((problems, 16)) < 0.5).mean(1))
+    result = analysis.analyse_model(model, _CFG, 1)
+    per_bin = result["per_bin"]["oracle"]["coverage"]["1"]
+    assert max(per_bin) - min(per_bin) < 0.1, per_bin
+    # binned on the scoring draw itself, the same data shows a spurious gradient from easiest to hardest
+    same_draw = analysis.difficulty_bins(scoring.mean(1))
+    spurious = [scoring.mean(1)[same_draw == b].mean() for b in range(1, 6)]
+    assert spurious[0] - spurious[-1] > 0.3
+
+
+def test_exchange_charges_verifier_costs_only_where_a_verifier_is_used():
+    small = _synthetic_model((np.random.default_rng(0).random((50, 4)) < 0.5).astype(float), params=1e3,
+                             pretrain=6e3 * 1e4, verifier_train=1e9)
+    large = _synthetic_model(np.zeros((50, 4)), params=1e4, pretrain=6e4 * 1e4)
+    cfg = _CFG
+    bins, folds = analysis.difficulty_bins(small["bin_pass1"]), np.arange(50) % 2
+    questions = 0.16 * small["tokens"] / small["tokens_per_question"]
+    charged = analysis._exchange_row(small, large, 0.16, questions, "search", True, bins, folds, cfg)
+    free = analysis._exchange_row(small, large, 0.16, questions, "search", False, bins, folds, cfg)
+    # the verifier's training (1e9 FLOPs) is more than the whole surplus: charged, only majority is affordable
+    assert charged["affordable"] and all(s.startswith("majority@") for s in charged["affordable"])
+    assert any(s.startswith("weighted_prm@") for s in free["affordable"])
+    budget = max(int(s.split("@")[1]) for s in charged["affordable"])
+    afford = large["greedy"]["flops"] + (large["pretrain_flops"] - small["pretrain_flops"]) / questions
+    assert small["flops"]["majority"][budget] <= afford
+    assert budget == max(cfg.budgets) or small["flops"]["majority"][budget * 2] > afford
+
+
+class _Cfg:
+    seed = 0
+    budgets = [1, 2, 4]
+    exchange_ratios = [0.16]
+
+    class revisions:
+        budgets = [1, 2]
+
+
+_CFG = _Cfg()
+
+
+def _synthetic_model(scoring: np.ndarray, bin_pass1=None, params=1e3, pretrain=1e8, verifier_train=0.0) -> dict:
+    """A model's study record with given per-sample process correctness (answers right exactly when the process
+    is) and a cost of ``params`` FLOPs per generated token."""
+    problems, n = scoring.shape
+    subsets = make_subsets(n, 8, 0)
+    acc: dict = {"process": {"coverage": {}}, "answer": {"coverage": {}}}
+    flops: dict = {}
+    for k in _CFG.budgets:
+        for kind in ("process", "answer"):
+            acc[kind]["coverage"][k] = np.array([pass_at_k(n, int(c), k) for c in scoring.sum(1)])
+    for name in ("majority", "weighted_prm"):
+        for kind in ("process", "answer"):
+            acc[kind][name] = {k: np.array([np.mean([scoring[i][s[:k]].max() for s in subsets])
+                                            for i in range(problems)]) for k in _CFG.budgets}
+        flops[name] = {k: 10 * params * k * (2 if name == "weighted_prm" else 1) for k in _CFG.budgets}
+    flops["coverage"] = flops["majority"]
+    splits = {(1, 1), (2, 1), (2, 2)}  # (N, s)
+    revisions = {"acc": {"process": {}, "answer": {}}, "flops": {}, "pass1_by_attempt": [0.5], "train_flops": 0.0,
+                 "chains": 0}
+    for selection in ("seq_majority", "seq_weighted_prm", "seq_hierarchical_prm"):
+        for n, s in splits:
+            revisions["acc"]["process"].setdefault(f"{selection}_s{s}", {})[str(n)] = scoring[:, :n].max(1)
+            revisions["flops"].setdefault(f"{selection}_s{s}", {})[str(n)] = 10 * params * n
+    return {"run_id": f"m{int(params)}", "params_matmul": params, "params_non_embedding": params, "tokens": 1e4,
+            "pretrain_flops": pretrain, "tokens_per_question": 10.0,
+            "verifier": {"train_flops_by_kind": {"orm": verifier_train, "prm": verifier_train}},
+            "acc": acc, "flops": flops, "revisions": revisions,
+            "greedy": {"process": scoring[:, 0], "answer": scoring[:, 0], "flops": 10 * params},
+            "bin_pass1": scoring.mean(1) if bin_pass1 is None else bin_pass1,
+            "bin_predicted": scoring.mean(1) if bin_pass1 is None else bin_pass1,
+            "lengths": np.ones(problems, int)}
 
 
 def test_coverage_law_recovers_its_parameters():
@@ -100,55 +220,216 @@ def test_policy_ci_and_bins():
     assert policy.mean() == 1.0 and 0.4 <= fixed.mean() <= 0.6  # one strategy cannot serve both bins
 
 
+def _random_policy(tmp_path):
+    """An untrained model behind the real sampler: it fills blanks with near-uniform residues."""
+    from scaling.data import train_tokenizer
+    from scaling.export import save_transformers
+    from scaling.model import GPT
+    from scaling.testtime.sampling import Policy
+
+    torch.manual_seed(0)
+    train_tokenizer([], "bytes", 256).save(str(tmp_path / "tokenizer.json"))
+    save_transformers(GPT(TINY), tmp_path / "tokenizer.json", None, tmp_path / "hf")
+    return Policy.load(tmp_path)
+
+
+TINY = ModelConfig(arch="llama", num_layers=1, d_model=16, num_heads=2, d_ff=None, ffn_ratio=8 / 3, seq_len=128,
+                   vocab_size=256, tie_embeddings=True, init_std=0.02, norm_eps=1e-5, rope_theta=1e4,
+                   mup_base_width=None)
+
+
+def _fits(p: Problem, completion: str) -> bool:
+    """The completion (or a prefix of it) keeps the problem's given characters and fills blanks with residues."""
+    return all(t == c or (t == BLANK and c in p.alphabet) for t, c in zip(p.template, completion))
+
+
+def _oracle(record: list):
+    """Perfect step scores: 1 while every line so far is right; records every full solution it judges."""
+    def score(problems, texts):
+        out = []
+        for p, text in zip(problems, texts):
+            completion = text[len(p.prompt):]
+            assert _fits(p, completion), (p.template, completion)  # each candidate extends its own problem
+            lines = completion.count("\n")
+            checked = check(p, completion)
+            ok = all(checked.step_correct[:lines]) and (lines <= p.length or checked.process_correct)
+            if lines == p.length + 1:
+                record.append((p, checked.process_correct))
+            out.append(float(ok))
+        return np.array(out)
+
+    return score
+
+
+@pytest.mark.parametrize("kind,lookahead", [("beam", 0), ("dvts", 0), ("lookahead", 1)])
+def test_search_with_an_oracle_prm_reaches_the_coverage_of_what_it_explored(tmp_path, kind, lookahead):
+    from scaling.testtime.search import Search, search
+
+    policy = _random_policy(tmp_path)
+    problems = held_out_problems(modulus=2, max_steps=3, per_length=8, seed=1)
+    problems = [p for p in problems if p.length == 3]
+    record: list = []
+    plan = Search(kind, 16, 4, lookahead)
+    rows, flops = search(plan, policy, _oracle(record), problems, 1.0, 0, TINY, TINY)
+    solved = [r["process_correct"] for r in rows]
+    explored = [any(ok for q, ok in record if q == p) for p in problems]
+    assert solved == explored == [r["explored_process_correct"] for r in rows]
+    assert 0 < sum(solved) < len(problems)  # the case is not trivial
+    assert flops > 0
+
+
+def test_template_sampling_keeps_the_layout_and_greedy_is_deterministic(tmp_path):
+    from scaling.testtime.sampling import sample_problems
+
+    policy = _random_policy(tmp_path)
+    problems = held_out_problems(modulus=5, max_steps=3, per_length=2, seed=0)
+    rows = sample_problems(policy, problems, 3, 1.0, 0)
+    for r in rows:
+        assert _fits(problems[r["problem"]], r["completion"])
+    greedy = [r["completion"] for r in sample_problems(policy, problems, 1, 0.0, 0)]
+    assert greedy == [r["completion"] for r in sample_problems(policy, problems, 1, 0.0, 5)]
+
+
+def test_labels_for_puts_each_step_label_at_its_line_end(tmp_path):
+    from scaling.testtime.verifier import labels_for
+
+    policy = _random_policy(tmp_path)
+    p = Problem(start=3, ops=(("+", 4), ("*", 2)), modulus=13)
+    wrong = "3+4=8\n8*2=3\nA:3\n"
+    rows = [{**_row(p, p.solution)}, {**_row(p, wrong)}]
+    ids = policy.encode([p.prompt + r["completion"] for r in rows])
+    prm = labels_for(ids, rows, "prm")
+    ends = [i for i, c in enumerate(p.prompt + p.solution) if c == "\n" and i >= len(p.prompt)]
+    assert ends == [9, 15, 19]
+    assert prm[0, ends].tolist() == [1.0, 1.0, 1.0] and prm[1, ends].tolist() == [0.0, 0.0, 0.0]
+    assert torch.isnan(prm[:, [i for i in range(ids.shape[1]) if i not in ends]]).all()
+    lucky = _row(p, "3+4=8\n8*2=1\nA:1\n")  # right answer, wrong chain: the ORM says right, the PRM wrong
+    ids = policy.encode([p.prompt + lucky["completion"]])
+    assert labels_for(ids, [lucky], "orm")[0, -1] == 1.0
+    assert labels_for(ids, [lucky], "prm")[0, ends].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_verifier_trunks_start_from_the_policy_or_at_a_fraction_of_it(tmp_path):
+    from scaling.flops import count_params
+    from scaling.testtime.verifier import initial_trunk
+
+    policy = _random_policy(tmp_path)
+    ids = torch.randint(0, 256, (2, 12))
+    trunk, cfg = initial_trunk(policy.model, TINY, "policy", 0.5, 2)
+    assert cfg.num_layers == TINY.num_layers + 2
+    with torch.no_grad():  # the added blocks start as the identity: the policy's own features
+        torch.testing.assert_close(trunk(input_ids=ids).last_hidden_state,
+                                   policy.model.base_model(input_ids=ids).last_hidden_state)
+    trunk, cfg = initial_trunk(policy.model, TINY, "scratch", 0.25, 2)
+    assert cfg.num_layers == TINY.num_layers and cfg.d_model == 8
+    blocks = sum(p.numel() for p in trunk.parameters()) - trunk.embed_tokens.weight.numel()
+    assert blocks == count_params(cfg).non_embedding
+
+
+def _row(p: Problem, completion: str) -> dict:
+    from scaling.testtime.sampling import checked_row
+
+    return checked_row(p, 0, 0, completion)
+
+
+def test_revision_chains_sample_each_problem_with_its_own_template(tmp_path):
+    from scaling.testtime.revision import sample_chains
+
+    problems = [p for p in held_out_problems(modulus=5, max_steps=2, per_length=4, seed=0) if p.length == 2]
+    pool = sample_chains(_random_policy(tmp_path), problems, 2, 3, 2, 1.0, 0)
+    assert [len(chains) for chains in pool] == [2] * len(problems)
+    for p, chains in zip(problems, pool):
+        assert all(len(chain) == 3 and all(_fits(p, a) and len(a) == p.completion_chars for a in chain)
+                   for chain in chains)
+
+
+def test_selection_in_chains_within_then_across():
+    from scaling.testtime.revision import select_in_chains
+
+    answers = np.array([[1, 2, 2], [3, 3, 1], [-1, -1, -1]])
+    scores = np.array([[0.9, 0.2, 0.3], [0.4, 0.4, 0.5], [1.0, 1.0, 1.0]])
+    assert select_in_chains(answers, scores, "weighted") == (0, 0)  # 1 holds 1.4 in all, 3 holds 0.8, 2 holds 0.5
+    assert answers[select_in_chains(answers, scores, "majority")] in (1, 2, 3)
+    # within: chain 0 picks 1 (0.9 > 0.5), chain 1 picks 3 (0.8 > 0.5); across: 1 (0.9) beats 3 (0.4)
+    assert select_in_chains(answers, scores, "hierarchical") == (0, 0)
+    assert select_in_chains(answers[2:], scores[2:], "hierarchical") is None
+
+
+def test_revision_chains_end_in_a_right_attempt_after_ever_closer_wrong_ones():
+    from scaling.testtime.revision import edit_distance, revision_chains
+
+    p = Problem(start=3, ops=(("+", 4), ("*", 2)), modulus=13)
+    wrong = ["3+4=8\n8*2=3\nA:3\n", "3+4=7\n7*2=2\nA:2\n", "9+4=1\n1*2=2\nA:2\n"]
+    rows = [_row(p, c) for c in [p.solution, *wrong]]
+    chains = revision_chains([p] * 20, [{**r, "problem": i} for i in range(20) for r in rows], 3, seed=0)
+    assert len(chains) == 20 and {len(w) for _, w, _ in chains} == {0, 1, 2, 3}
+    solved_only = [{**_row(p, p.solution), "problem": 0}]
+    assert revision_chains([p], solved_only, 3, seed=0) == []  # nothing to revise
+    for _, context, target in chains:
+        assert target == p.solution and set(context) <= set(wrong)
+        distances = [edit_distance(w, target) for w in context]
+        assert distances == sorted(distances, reverse=True)
+    assert edit_distance("kitten", "sitting") == 3
+
+
 SMALL_STUDY = ["experiment=testtime", "grid.sizes=[{name: null, num_layers: 1, d_model: 32, num_heads: 2}]",
-               "grid.budgets_tokens=[200000]", "data.task.num_train=6000", "data.task.test_max_steps=4",
-               "data.task.max_steps=3", "data.task.test_per_length=4", "testtime.samples_per_problem=8",
-               "testtime.budgets=[1,2,4,8]", "testtime.subsets=4", "testtime.verifier.steps=30",
-               "testtime.verifier.train_problems=40", "testtime.beam_budgets=[4]", "testtime.beam_widths=[2]",
+               "grid.budgets_tokens=[200000]", "data.task.num_train=6000", "data.task.test_max_steps=3",
+               "data.task.max_steps=3", "data.task.test_per_length=5", "testtime.samples_per_problem=8",
+               "testtime.bin_samples=4", "testtime.budgets=[1,2,4,8]", "testtime.subsets=4",
+               "testtime.verifier.steps=20", "testtime.verifier.train_problems=40", "testtime.search.budgets=[4]",
+               "testtime.search.lookahead=[1]", "testtime.revisions.budgets=[1,2]", "testtime.revisions.steps=10",
                "sweep.fit=false", "launcher.workers=1"]
 
 
 def test_small_real_study_end_to_end(tmp_path):
-    from scaling.testtime.task import held_out_problems
     from tests.conftest import run_cli
 
     result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=tt", *SMALL_STUDY)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "tt" / "testtime"
     results = json.loads((out / "results.json").read_text())
-    problems = held_out_problems(7, 4, 4, 0)
+    problems = held_out_problems(13, 3, 5, 0)
     (model,) = results["models"]
     samples = [json.loads(line) for line in (out / f"samples-{model['run_id']}.jsonl").read_text().splitlines()]
     assert len(samples) == len(problems) * 8
-    for row in samples:  # every stored sample maps to the prompt it was generated from
-        assert row["prompt"] == problems[row["problem"]].prompt
-        assert len(row["completion"]) == problems[row["problem"]].completion_chars
-    coverage = [model["curves"]["coverage"][str(k)] for k in (1, 2, 4, 8)]
-    assert coverage == sorted(coverage)
-    assert {"majority", "weighted_prm", "best_of_n_orm", "beam_prm_w2"} <= set(model["curves"])
-    assert model["verifier"]["prm"]["train_flops"] > 0
+    for row in samples:  # every stored sample maps to the problem it was generated from
+        p = problems[row["problem"]]
+        assert row["prompt"] == p.prompt and len(row["completion"]) == p.completion_chars
+        assert check(p, row["completion"]).process_correct == row["process_correct"]
+        assert len(row["prm_lines"]) == p.length + 1
+    curves = model["curves"]["process"]
+    assert {"majority", "weighted_prm", "weighted_prm_min", "best_of_n_orm", "beam_w2", "lookahead1_w2",
+            "dvts_w2"} <= set(curves)
+    assert {"seq_majority_s1", "seq_majority_s2", "seq_weighted_prm_s2"} <= set(model["revisions"]["curves"])
+    for s in curves:  # process-correct never exceeds answer-correct
+        for k, v in curves[s].items():
+            assert v <= model["curves"]["answer"][s][k] + 1e-9
+    assert model["verifier"]["train_flops"] > 0 and model["verifier"]["params_fraction"] > 2  # 1 layer + 2 added
+    assert {r["family"] for r in results["exchange"]} <= {"search", "revisions"}
     report = (out / "report.md").read_text()
-    assert "Exchange" in report and "Checks" in report
-    for figure in ("accuracy_vs_generations", "accuracy_vs_flops", "per_bin", "compute_optimal", "exchange",
-                   "coverage_fits"):
-        assert (out / "figures" / f"{figure}.png").exists()
+    assert "Exchange" in report and "Paper:" in report and "This run:" in report
+    for figure in ("accuracy_vs_generations", "accuracy_vs_flops", "per_bin_oracle", "per_bin_predicted",
+                   "beam_vs_best_of_n", "compute_optimal", "prm_aggregation", "verifier_quality", "revision_steps",
+                   "revisions_vs_parallel", "revision_ratios", "exchange", "coverage_fits"):
+        assert (out / "figures" / f"{figure}.png").exists(), figure
 
 
 @pytest.mark.slow
-def test_default_study_shows_the_expected_patterns(tmp_path):
-    """The default CPU study (training included, ≤ 20 minutes): the qualitative checks of the issue."""
+def test_default_study_trains_policies_worth_searching(tmp_path):
+    """The default CPU study (training included, ≤ 20 minutes): policies that do the task, an ordered family, and
+    every part of the study present. Its findings are stated in the report, not asserted."""
     from tests.conftest import run_cli
 
     result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=tt", "experiment=testtime", timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "tt" / "testtime" / "results.json").read_text())
-    assert len(results["models"]) == 3
-    for m in results["models"]:
-        c = m["curves"]
-        cov = [c["coverage"][k] for k in sorted(c["coverage"], key=int)]
-        assert all(b >= a - 1e-12 for a, b in zip(cov, cov[1:]))
-        assert c["majority"]["32"] < c["coverage"]["32"]
-        assert c["coverage"]["32"] >= c["weighted_prm"]["32"] - 0.02 >= c["majority"]["32"] - 0.07
-        for row in m["policy"]:  # never worse than the best fixed strategy beyond noise
-            assert row["policy"] - row["fixed"] >= -0.02 and row["policy_minus_fixed_ci95"][1] >= -0.01
-        assert m["hardest_bin_gain"] <= 0.1  # the hardest bin barely improves with k
+    models = sorted(results["models"], key=lambda m: m["params_non_embedding"])
+    assert len(models) == 3
+    assert models[-1]["pass1_train_lengths"] >= 0.3
+    assert models[0]["pass1_train_lengths"] < models[-1]["pass1_train_lengths"] - 0.2
+    for m in models:
+        for s, curve in m["curves"]["process"].items():
+            assert all(v <= m["curves"]["answer"][s][k] + 1e-9 for k, v in curve.items())
+        assert len(m["revisions"]["pass1_by_attempt"]) == 8
+    assert {(r["family"], r["charged"]) for r in results["exchange"]} == {
+        (f, c) for f in ("search", "revisions") for c in (True, False)}

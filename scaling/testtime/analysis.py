@@ -1,7 +1,10 @@
-"""From per-problem results to the study's answers: accuracy per strategy and budget, difficulty bins, the
-compute-optimal policy (2-fold cross-validated), the pretraining↔inference exchange, and coverage laws."""
+"""From per-problem results to the study's answers: difficulty bins from an independent draw, the compute-optimal
+policy (2-fold cross-validated, per bin), sequential/parallel ratios, the pretraining↔inference exchange, verifier
+quality, and coverage laws. Accuracy is process-correct unless a name says "answer"."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -47,22 +50,11 @@ def cross_validated_policy(acc: dict[str, np.ndarray], bins: np.ndarray, folds: 
 
 
 def bootstrap_ci(values: np.ndarray, seed: int, samples: int = 1000) -> tuple[float, float]:
+    if not len(values):
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(samples)]
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def exchange_multiplier(n_small: float, d_small: float, n_large: float, d_large: float, ratio: float,
-                        verifier_params: float = 0.0, verifier_train_flops: float = 0.0) -> float:
-    """Generations per question the small model can afford at the large model's total FLOPs (Snell et al. 2024,
-    §7): pretraining 6·N·D, inference 2·N per token, inference tokens D_inf = R·D_small.
-
-    With equal data and no verifier this is f = M + 3(M − 1)/R for M = N_large / N_small; here the models may be
-    trained on different token counts, and a verifier adds 2·N_v per scored token and its training FLOPs."""
-    d_inf = ratio * d_small
-    large = 6 * n_large * d_large + 2 * n_large * d_inf
-    small_fixed = 6 * n_small * d_small + verifier_train_flops
-    return (large - small_fixed) / (2 * (n_small + verifier_params) * d_inf)
 
 
 def fit_coverage(ks: np.ndarray, coverage: np.ndarray) -> dict:
@@ -79,3 +71,192 @@ def fit_coverage(ks: np.ndarray, coverage: np.ndarray) -> dict:
     a, b = -float(np.exp(intercept)), float(slope)
     return {"a": a, "b": b, "r2": float(r2),
             "max_abs_error": float(np.max(np.abs(np.exp(a * ks**b) - coverage)))}
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve: the chance a right sample outscores a wrong one (ties count half)."""
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None]).mean()
+    ties = (pos[:, None] == neg[None]).mean()
+    return float(greater + ties / 2)
+
+
+def calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the sample-weighted mean |mean score − accuracy| over equal-width score bins."""
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(scores[inside].mean() - labels[inside].mean())
+    return float(error)
+
+
+def verifier_quality(rows: list[dict]) -> list[dict[str, Any]]:
+    """Per problem length: ORM against answer-correct, the PRM's aggregations against process-correct."""
+    out = []
+    for length in sorted({r["length"] for r in rows}):
+        chosen = [r for r in rows if r["length"] == length]
+        answer = np.array([r["correct"] for r in chosen])
+        process = np.array([r["process_correct"] for r in chosen])
+        entry: dict[str, Any] = {"length": length, "samples": len(chosen), "process_rate": float(process.mean())}
+        for name, key, labels in (("orm", "orm", answer), ("prm_last", "prm_last", process),
+                                  ("prm_min", "prm_min", process), ("prm_prod", "prm_prod", process)):
+            scores = np.array([r[key] for r in chosen])
+            entry[name] = {"auc": auc(scores, labels), "ece": calibration_error(scores, labels)}
+        out.append(entry)
+    return out
+
+
+def _at(curves: dict[str, dict], k: int) -> dict[str, np.ndarray]:
+    return {s: c[k] for s, c in curves.items() if k in c and s != "coverage"}
+
+
+def budget_saving(policy: dict[int, float], baseline: dict[int, float]) -> dict[str, float | None]:
+    """For each budget N of the policy: the smallest baseline budget that matches its accuracy, over N (Snell et
+    al. 2024 report "4× less compute" this way); None when no baseline budget reaches it."""
+    out: dict[str, float | None] = {}
+    for n, accuracy in policy.items():
+        matched = [k for k in sorted(baseline) if baseline[k] >= accuracy - 1e-12]
+        out[str(n)] = matched[0] / n if matched else None
+    return out
+
+
+def analyse_model(m: dict[str, Any], cfg, train_max_steps: int) -> dict[str, Any]:
+    process = m["acc"]["process"]
+    num_problems = len(m["lengths"])
+    folds = np.random.default_rng(cfg.seed).permutation(num_problems) % 2
+    bins = {"oracle": difficulty_bins(m["bin_pass1"]), "predicted": difficulty_bins(m["bin_predicted"])}
+    budgets = sorted({k for c in process.values() for k in c})
+    curves = {kind: {s: {str(k): float(v.mean()) for k, v in c.items()} for s, c in m["acc"][kind].items()}
+              for kind in ("process", "answer")}
+    per_bin = {label: {s: {str(k): [float(v[b == i].mean()) for i in range(1, NUM_BINS + 1)] for k, v in c.items()}
+                       for s, c in process.items()} for label, b in bins.items()}
+    policy_rows, policy_curve = [], {}
+    for k in budgets:
+        candidates = _at(process, k)
+        if len(candidates) < 2:
+            continue
+        for label, b in bins.items():
+            chosen_acc, fixed, chosen = cross_validated_policy(candidates, b, folds)
+            policy_rows.append({"budget": k, "bins": label, "policy": float(chosen_acc.mean()),
+                                "fixed": float(fixed.mean()), "weighted_prm": float(candidates["weighted_prm"].mean())
+                                if "weighted_prm" in candidates else None,
+                                "policy_minus_fixed_ci95": bootstrap_ci(chosen_acc - fixed, cfg.seed),
+                                "chosen": chosen})
+            if label == "oracle":
+                policy_curve[k] = float(chosen_acc.mean())
+    baseline = {k: float(v.mean()) for k, v in process["weighted_prm"].items()}
+    return {
+        "run_id": m["run_id"], "params_matmul": m["params_matmul"], "params_non_embedding": m["params_non_embedding"],
+        "tokens": m["tokens"], "pretrain_flops": m["pretrain_flops"], "verifier": m["verifier"],
+        "curves": curves, "flops": {s: {str(k): v for k, v in f.items()} for s, f in m["flops"].items()},
+        "per_bin": per_bin, "bin_pass1_means": [float(m["bin_pass1"][bins["oracle"] == i].mean())
+                                                for i in range(1, NUM_BINS + 1)],
+        "policy": policy_rows, "saving_vs_weighted_prm": budget_saving(policy_curve, baseline),
+        "coverage_fit": fit_coverage(np.array(cfg.budgets),
+                                     np.array([process["coverage"][k].mean() for k in cfg.budgets])),
+        "greedy": {"process": float(m["greedy"]["process"].mean()), "answer": float(m["greedy"]["answer"].mean())},
+        "pass1_train_lengths": float(process["coverage"][1][m["lengths"] <= train_max_steps].mean()),
+        "pass1_by_length": {str(n): float(process["coverage"][1][m["lengths"] == n].mean())
+                            for n in sorted(set(m["lengths"].tolist()))},
+        "lucky_share": {s: (curves["answer"][s][str(max(cfg.budgets))] - curves["process"][s][str(max(cfg.budgets))])
+                        for s in ("majority", "weighted_prm")},
+        "revisions": analyse_revisions(m, bins["oracle"], folds, cfg),
+    }
+
+
+def analyse_revisions(m: dict[str, Any], bins: np.ndarray, folds: np.ndarray, cfg) -> dict[str, Any]:
+    """Sequential/parallel splits per budget: curves, per bin, and the ratio chosen per bin by 2-fold CV."""
+    rev = m["revisions"]
+    process = rev["acc"]["process"]
+    out: dict[str, Any] = {"pass1_by_attempt": rev["pass1_by_attempt"], "train_flops": rev["train_flops"],
+                           "chains": rev["chains"], "curves": {}, "per_bin": {}, "optimal": []}
+    for key, c in process.items():
+        out["curves"][key] = {n: float(v.mean()) for n, v in c.items()}
+        out["per_bin"][key] = {n: [float(v[bins == i].mean()) for i in range(1, NUM_BINS + 1)] for n, v in c.items()}
+    for n in cfg.revisions.budgets:
+        for selection in ("seq_majority", "seq_weighted_prm", "seq_hierarchical_prm"):
+            candidates = {k: c[str(n)] for k, c in process.items() if k.startswith(selection + "_s") and str(n) in c}
+            parallel = candidates[f"{selection}_s1"]
+            chosen_acc, _, chosen = cross_validated_policy(candidates, bins, folds)
+            out["optimal"].append({"budget": n, "selection": selection, "policy": float(chosen_acc.mean()),
+                                   "parallel": float(parallel.mean()),
+                                   "sequential": float(candidates[f"{selection}_s{n}"].mean()),
+                                   "policy_minus_parallel_ci95": bootstrap_ci(chosen_acc - parallel, cfg.seed),
+                                   "chosen": chosen})
+    out["flops"] = rev["flops"]
+    return out
+
+
+def exchange(models: list[dict[str, Any]], cfg) -> list[dict[str, Any]]:
+    """Small model + test-time compute vs a larger model decoding greedily, FLOPs-matched (Snell et al. 2024, §7).
+
+    One convention throughout: pretraining FLOPs as the runs logged them (6·N + attention), inference FLOPs as the
+    study counts them (``cost``). At R = inference tokens / the small model's pretraining tokens, Q = R·D_small /
+    tokens per question questions are answered; the small model may spend per question the large model's greedy
+    cost plus its pretraining surplus over Q, less the training cost of what the strategy uses (the verifier, the
+    revision model) when that is charged. The small side is the per-bin compute-optimal policy (2-fold CV) over the
+    strategies of one family at the largest budget each can afford."""
+    rows = []
+    ordered = sorted(models, key=lambda m: m["params_matmul"])
+    for i, small in enumerate(ordered):
+        bins = difficulty_bins(small["bin_pass1"])
+        folds = np.random.default_rng(cfg.seed).permutation(len(bins)) % 2
+        for large in ordered[i + 1:]:
+            for ratio in cfg.exchange_ratios:
+                questions = ratio * small["tokens"] / small["tokens_per_question"]
+                for family in ("search", "revisions"):
+                    for charged in (True, False):
+                        rows.append(_exchange_row(small, large, ratio, questions, family, charged, bins, folds, cfg))
+    return rows
+
+
+def _family(m: dict[str, Any], family: str) -> list[tuple[str, dict, dict, float]]:
+    """(strategy, accuracy by budget, FLOPs by budget, training FLOPs it needs) of one family."""
+    v = m["verifier"]["train_flops_by_kind"]
+    if family == "search":
+        out = []
+        for s, acc in m["acc"]["process"].items():
+            if s == "coverage":
+                continue
+            train = 0.0 if s == "majority" else v["orm"] if s.endswith("orm") else v["prm"]
+            out.append((s, acc, m["flops"][s], train))
+        return out
+    rev = m["revisions"]
+    return [(s, acc, rev["flops"][s], rev["train_flops"] + (v["prm"] if "weighted" in s else 0.0))
+            for s, acc in rev["acc"]["process"].items()]
+
+
+def _exchange_row(small, large, ratio, questions, family, charged, bins, folds, cfg) -> dict[str, Any]:
+    row: dict[str, Any] = {"small": small["run_id"], "large": large["run_id"], "R": ratio, "family": family,
+                           "charged": charged, "M": large["params_matmul"] / small["params_matmul"]}
+    candidates, spend = {}, {}
+    for name, acc, flops, train in _family(small, family):
+        afford = large["greedy"]["flops"] + (large["pretrain_flops"] - small["pretrain_flops"]
+                                             - (train if charged else 0.0)) / questions
+        within = [k for k in acc if flops[k] <= afford]
+        if within:
+            k = max(within, key=lambda b: (int(b), flops[b]))
+            candidates[f"{name}@{k}"], spend[f"{name}@{k}"] = acc[k], flops[k]
+    large_acc = large["greedy"]["process"]
+    if not candidates:
+        row.update(note="the small model cannot afford one generation", per_bin=None)
+        return row
+    policy, _, chosen = cross_validated_policy(candidates, bins, folds)
+    diff = policy - large_acc
+    row.update(small_accuracy=float(policy.mean()), large_accuracy=float(large_acc.mean()),
+               difference=float(diff.mean()), chosen=chosen, affordable=sorted(candidates),
+               per_bin=[{"bin": b, "small": float(policy[bins == b].mean()),
+                         "large": float(large_acc[bins == b].mean()),
+                         "diff_ci95": bootstrap_ci(diff[bins == b], cfg.seed + b)} for b in range(1, NUM_BINS + 1)])
+    return row
+
+
+def analyse(models: list[dict[str, Any]], cfg, task) -> dict[str, Any]:
+    return {"models": [analyse_model(m, cfg, task.max_steps) for m in models], "exchange": exchange(models, cfg),
+            "test_set": {"problems": len(models[0]["lengths"]) if models else 0,
+                         "lengths": f"1..{task.test_max_steps}", "train_lengths": f"{task.min_steps}..{task.max_steps}",
+                         "modulus": task.modulus, "chance": 1.0 / task.modulus}}

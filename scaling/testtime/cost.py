@@ -1,12 +1,12 @@
-"""Inference FLOPs from the model config alone, for what this study actually runs.
+"""Inference FLOPs from the model config alone, for what this study runs, under one convention: a KV cache.
 
-* a generated token at context c: 2·N_matmul + 4·L·d·c (Kaplan et al. 2020, Table 1: the matmuls plus QKᵀ and AV
-  over the cached context);
-* a prefill of T prompt tokens: T·(2·N_matmul − 2·V·d) + 2·V·d + 4·L·d·T² — every position runs the blocks
-  with full (unmasked-count) attention, and only the last position runs the output layer, as generation does;
-* prefill is **not** shared across samples here: ``generate(num_return_sequences=k)`` repeats the prompt k times;
-* a verifier score of a sequence of T tokens: T·2·N_v + 4·L_v·d_v·T² (the trunk and its head, no output layer);
-* beam search pays each step's prefill of the whole beam prefix again (no cache is kept between steps).
+* every token a sequence feeds costs 2·N_matmul + 4·L·d·c at context c (Kaplan et al. 2020, Table 1: the matmuls
+  plus QKᵀ and AV over the cached context), written or given alike — a template's given characters are fed too;
+* a prompt is prefilled once per problem and its cache shared by all the problem's samples:
+  T·(2·N_matmul − 2·V·d) + 2·V·d + 4·L·d·T² (every position runs the blocks, only the last the output layer);
+* a search keeps each candidate's cache, so a line is paid once however long its prefix;
+* a verifier token costs 2·(N_v + d) + 4·L_v·d_v·c (its blocks and its scalar head, no output layer), and a PRM
+  that scores a candidate extends its parent's cache.
 
 A test cross-checks ``generation_flops`` against ``torch.utils.flop_counter.FlopCounterMode`` on a real generate
 call.
@@ -24,13 +24,29 @@ def prefill_flops(m: ModelConfig, prompt_len: int) -> float:
             + 4.0 * m.num_layers * m.d_model * prompt_len**2)
 
 
+def decode_flops(m: ModelConfig, context: int, new_tokens: int, sequences: int) -> float:
+    """``sequences`` sequences each feeding ``new_tokens`` tokens after ``context`` cached ones."""
+    return sequences * sum(inference_flops_per_token(m, context + j) for j in range(1, new_tokens + 1))
+
+
 def generation_flops(m: ModelConfig, prompt_len: int, new_tokens: int, sequences: int) -> float:
-    """``sequences`` independent generations of ``new_tokens`` after a ``prompt_len``-token prompt."""
-    decode = sum(inference_flops_per_token(m, prompt_len + j + 1) for j in range(new_tokens - 1))
-    return sequences * (prefill_flops(m, prompt_len) + decode)
+    """``sequences`` independent generate calls of ``new_tokens`` after a ``prompt_len``-token prompt (the last
+    token is written, not fed)."""
+    return sequences * (prefill_flops(m, prompt_len) + decode_flops(m, prompt_len, new_tokens - 1, 1))
 
 
-def verifier_flops(v: ModelConfig, seq_len: int, sequences: int) -> float:
-    per_sequence = (seq_len * 2.0 * (count_params(v).non_embedding + v.d_model)
-                    + 4.0 * v.num_layers * v.d_model * seq_len**2)
-    return sequences * per_sequence
+def score_flops(v: ModelConfig, context: int, new_tokens: int, sequences: int) -> float:
+    """A verifier reading ``new_tokens`` tokens after ``context`` cached ones, for ``sequences`` sequences."""
+    per_token = 2.0 * (count_params(v).non_embedding + v.d_model)
+    return sequences * sum(per_token + 4.0 * v.num_layers * v.d_model * (context + j)
+                           for j in range(1, new_tokens + 1))
+
+
+def sampling_flops(m: ModelConfig, prompt_len: int, completion_len: int, samples: int) -> float:
+    """``samples`` full solutions of one problem: one prefill, then every completion token fed once."""
+    return prefill_flops(m, prompt_len) + decode_flops(m, prompt_len, completion_len, samples)
+
+
+def scoring_flops(v: ModelConfig, prompt_len: int, completion_len: int, samples: int) -> float:
+    """A verifier judging ``samples`` full solutions of one problem (the prompt read once)."""
+    return score_flops(v, 0, prompt_len, 1) + score_flops(v, prompt_len, completion_len, samples)

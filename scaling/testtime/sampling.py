@@ -1,5 +1,9 @@
-"""Sampling from a trained run through its transformers export (``runs/<id>/hf``), batched by problem length:
-every problem of one length has the same layout, so a batch needs no padding."""
+"""Sampling from a trained run through its transformers export (``runs/<id>/hf``), by filling templates.
+
+A worksheet's given characters (operators, operands, "=", newlines, "A:") are fixed by the problem; the model writes
+every blank ("_"), a residue. Generation is constrained decoding: a logits processor forces each given character and
+limits each blank to the residues, so every sample keeps the problem's layout and batches need no padding.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from scaling.testtime.task import Problem, check
+from scaling.testtime.task import BLANK, Problem, check
 
 
 def _byte_of_symbol() -> dict[str, int]:
@@ -26,26 +30,46 @@ def _byte_of_symbol() -> dict[str, int]:
     return symbols
 
 
+class FillTemplate(LogitsProcessor):
+    """Forces the given characters of a template and limits its blanks to ``allowed`` token ids."""
+
+    def __init__(self, forced: torch.Tensor, prompt_len: int, allowed: torch.Tensor) -> None:
+        self.forced, self.prompt_len, self.allowed = forced, prompt_len, allowed
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        column = self.forced[:, input_ids.shape[1] - self.prompt_len]
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        blank = column < 0
+        keep[blank.nonzero(), self.allowed] = True
+        given = (~blank).nonzero().flatten()
+        keep[given, column[given]] = True
+        return scores.masked_fill(~keep, float("-inf"))
+
+
 @dataclass(frozen=True)
 class Policy:
     model: torch.nn.Module
     tokenizer: object
-    run_dir: Path
     chars: list[str]
-    """One character per token id: its byte if ASCII, else "?" — a completion keeps one character per token, so
-    every sample of a problem keeps the problem's layout (a non-ASCII byte is simply a wrong character)."""
+    """One character per token id: its byte if ASCII, else "?" (the bytes tokenizer: one token per character)."""
 
     @classmethod
-    def load(cls, run_dir: Path) -> "Policy":
+    def load(cls, run_dir: Path, device: str = "cpu") -> "Policy":
         transformers.utils.logging.disable_progress_bar()
-        model = AutoModelForCausalLM.from_pretrained(run_dir / "hf").eval()
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf")
+        return cls.of(AutoModelForCausalLM.from_pretrained(run_dir / "hf").to(device).eval(),
+                      AutoTokenizer.from_pretrained(run_dir / "hf"))
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, tokenizer: object) -> "Policy":
         byte_of = _byte_of_symbol()
         chars = ["?"] * len(tokenizer)
         for symbol, token_id in tokenizer.get_vocab().items():
             b = byte_of.get(symbol, -1)
             chars[token_id] = chr(b) if 0 <= b < 128 else "?"
-        return cls(model=model, tokenizer=tokenizer, run_dir=run_dir, chars=chars)
+        return cls(model=model, tokenizer=tokenizer, chars=chars)
+
+    def token(self, char: str) -> int:
+        return self.chars.index(char)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -57,34 +81,51 @@ class Policy:
         return ["".join(self.chars[i] for i in row.tolist()) for row in ids]
 
     @torch.no_grad()
-    def continue_texts(self, texts: list[str], new_chars: int, num_samples: int, temperature: float,
-                       seed: int) -> list[list[str]]:
-        """``num_samples`` sampled continuations of ``new_chars`` tokens for each text (bytes: one char each)."""
+    def fill(self, prefixes: list[str], templates: list[str], alphabet: str, num_samples: int, temperature: float,
+             seed: int) -> list[list[str]]:
+        """``num_samples`` fillings of each prefix's template (all of one layout): given characters kept, each blank
+        sampled from ``alphabet`` at ``temperature`` (greedy at 0, one sample)."""
+        if temperature == 0 and num_samples != 1:
+            raise ValueError("greedy decoding gives one sample per prefix")
         torch.manual_seed(seed)
-        inputs = self.encode(texts)
-        out = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=True,
-                                  temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=new_chars,
-                                  min_new_tokens=new_chars, num_return_sequences=num_samples, pad_token_id=0,
-                                  eos_token_id=None)
-        continuations = self.decode(out[:, inputs.shape[1]:])
-        return [continuations[i * num_samples:(i + 1) * num_samples] for i in range(len(texts))]
+        device = next(self.model.parameters()).device
+        inputs = self.encode(prefixes).to(device)
+        width = len(templates[0])
+        forced = torch.tensor([[-1 if c == BLANK else self.token(c) for c in t] for t in templates], device=device)
+        allowed = torch.tensor([self.token(c) for c in alphabet], device=device)
+        processor = FillTemplate(forced.repeat_interleave(num_samples, 0), inputs.shape[1], allowed)
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {
+            "do_sample": False}
+        out = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=width,
+                                  min_new_tokens=width, num_return_sequences=num_samples, pad_token_id=0,
+                                  eos_token_id=None, logits_processor=LogitsProcessorList([processor]), **sampling)
+        filled = self.decode(out[:, inputs.shape[1]:].cpu())
+        return [filled[i * num_samples:(i + 1) * num_samples] for i in range(len(prefixes))]
+
+
+def by_length(problems: list[Problem]) -> dict[int, list[int]]:
+    """Problem indices grouped by length (one layout per group), in order of length."""
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(problems):
+        groups.setdefault(p.length, []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def checked_row(problem: Problem, index: int, sample: int, completion: str) -> dict:
+    checked = check(problem, completion)
+    return {"problem": index, "prompt": problem.prompt, "sample": sample, "completion": completion,
+            "answer": checked.answer, "correct": checked.correct, "process_correct": checked.process_correct,
+            "step_correct": list(checked.step_correct), "length": problem.length}
 
 
 def sample_problems(policy: Policy, problems: list[Problem], num_samples: int, temperature: float,
                     seed: int) -> list[dict]:
     """``num_samples`` full solutions per problem, checked exactly; each row names the problem it answers."""
     rows: list[dict] = []
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(problems):
-        by_length.setdefault(p.length, []).append(i)
-    for length, indices in sorted(by_length.items()):
-        prompts = [problems[i].prompt for i in indices]
-        completions = policy.continue_texts(prompts, problems[indices[0]].completion_chars, num_samples, temperature,
-                                            seed + length)
+    for length, indices in by_length(problems).items():
+        chosen = [problems[i] for i in indices]
+        completions = policy.fill([p.prompt for p in chosen], [p.template for p in chosen], chosen[0].alphabet,
+                                  num_samples, temperature, seed + length)
         for i, samples in zip(indices, completions):
-            for j, completion in enumerate(samples):
-                checked = check(problems[i], completion)
-                rows.append({"problem": i, "prompt": problems[i].prompt, "sample": j, "completion": completion,
-                             "answer": checked.answer, "correct": checked.correct,
-                             "step_correct": list(checked.step_correct), "length": length})
+            rows += [checked_row(problems[i], i, j, c) for j, c in enumerate(samples)]
     return rows

@@ -1,264 +1,374 @@
 """The test-time compute study over a trained sweep of task models (``python sweep.py experiment=testtime``).
 
-For every finished model of the sweep: sample n solutions per test problem and check them exactly; train an ORM and
-a PRM on the model's own samples of training problems; score; run PRM-guided beam search; then compare strategies per
-generation budget and per inference-FLOP budget, per difficulty bin, pick the compute-optimal strategy per bin with
-2-fold cross-validation, fit coverage laws, and weigh test-time compute against a larger model (the exchange).
+For every finished model of the sweep (Snell et al. 2024 on the project's own models):
+
+1. sample n solutions per test problem (the scoring draw) and an independent draw for difficulty bins;
+2. train an ORM and a PRM, sized as a fraction of the policy, on its samples of training problems;
+3. score: parallel strategies (majority, best-of-N, weighted best-of-N under each verifier and PRM aggregation);
+4. search with the PRM: beam search, lookahead search and DVTS, beam width √N;
+5. fine-tune a revision model from the policy and sample chains of revisions;
+6. decode greedily (the large side of the exchange).
+
+Every strategy is measured per problem twice, process-correct (primary) and answer-correct. ``analysis`` turns the
+per-problem results into bins, cross-validated policies and the exchange; ``report`` into figures and report.md.
 Results: ``<sweep>/testtime/`` (results.json, samples per model, figures, report.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from scaling.config import ModelConfig, TaskConfig, load_train_config
-from scaling.flops import matmul_params
-from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling import sweepdir
-from scaling.testtime import analysis
-from scaling.testtime.cost import generation_flops, verifier_flops
-from scaling.testtime.sampling import Policy, sample_problems
-from scaling.testtime.search import beam_search
+from scaling.config import ConfigError, ModelConfig, TaskConfig, load_train_config
+from scaling.flops import count_params, matmul_params
+from scaling.hardware import device_named
+from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.testtime import analysis, revision
+from scaling.testtime.cost import sampling_flops, scoring_flops
+from scaling.testtime.sampling import Policy, by_length, sample_problems
+from scaling.testtime.search import Search, search
 from scaling.testtime.strategies import make_subsets, pass_at_k, subset_accuracy
-from scaling.testtime.task import Problem, generate, held_out_problems
-from scaling.testtime.verifier import TrainedVerifier, labels_for, train_verifier
+from scaling.testtime.task import Problem, check, generate, held_out_problems
+from scaling.testtime.verifier import (AGGREGATIONS, TrainedVerifier, aggregate, initial_trunk, labels_for,
+                                       train_verifier)
 
 log = logging.getLogger(__name__)
 
-SELECTIONS = {"majority": ("majority", None), "best_of_n_orm": ("best_of_n", "orm"),
-              "weighted_orm": ("weighted", "orm"), "best_of_n_prm": ("best_of_n", "prm"),
-              "weighted_prm": ("weighted", "prm")}
+PARALLEL = {"majority": ("majority", None), "best_of_n_orm": ("best_of_n", "orm"), "weighted_orm": ("weighted", "orm"),
+            "best_of_n_prm": ("best_of_n", "prm_last"), "weighted_prm": ("weighted", "prm_last"),
+            "weighted_prm_min": ("weighted", "prm_min"), "weighted_prm_prod": ("weighted", "prm_prod")}
+"""Parallel strategies: (selection, score). ``weighted_prm`` aggregates the PRM by the last line."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class VerifierConfig:
-    num_layers: int
-    d_model: int
-    num_heads: int
+    init: Literal["policy", "scratch"]
+    """``policy``: fine-tune the policy's trunk with ``added_layers`` blocks on top (Snell et al. fine-tune their
+    verifiers from the base model); ``scratch``: a model of the policy's depth and ``params_fraction`` of its
+    parameters. The report states each verifier's size as a fraction of its policy's."""
+    added_layers: int
+    params_fraction: float
     steps: int
     lr: float
     train_problems: int
-    """Training problems the policy solves to make the verifiers' data."""
+    """Training problems the policy solves to make the verifiers' (and the revision model's) data."""
     samples_per_problem: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    budgets: list[int]
+    """Generation budgets N of the searches; the beam width is √N (each N a perfect square)."""
+    lookahead: list[int]
+    """Lookahead depths k (greedy rollouts; Snell et al. use k = 1, 3)."""
+    dvts: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionConfig:
+    budgets: list[int]
+    """Generation budgets N; each splits into N/s chains of s revisions for every power of two s ≤ N."""
+    context_attempts: int
+    """Earlier attempts a revision reads (Snell et al. use 4)."""
+    steps: int
+    lr: float
+    batch_size: int
 
 
 @dataclass(frozen=True, kw_only=True)
 class TestTimeConfig:
     samples_per_problem: int
-    """n: stored samples per test problem (every budget k ≤ n is estimated from them)."""
+    """n: samples per test problem that strategies are scored on (every budget k ≤ n is estimated from them)."""
+    bin_samples: int
+    """An independent draw per test problem that only assigns difficulty bins."""
     budgets: list[int]
-    """Generation budgets k."""
+    """Generation budgets k of the parallel strategies."""
     temperature: float
     subsets: int
     """Random size-k subsets averaged per estimate."""
     verifier: VerifierConfig
-    beam_budgets: list[int]
-    beam_widths: list[int]
+    search: SearchConfig
+    revisions: RevisionConfig
+    device: str
+    """Where the study samples and trains: ``cpu``, ``cuda``, or ``auto`` (a GPU when there is one)."""
     exchange_ratios: list[float]
     """R = inference tokens / pretraining tokens of the small model (Snell et al. use 0.16, 0.79, 22)."""
     seed: int
 
     def __post_init__(self) -> None:
-        from scaling.config import ConfigError
-
+        if not 0 < self.verifier.params_fraction <= 1:
+            raise ConfigError("testtime.verifier.params_fraction", f"{self.verifier.params_fraction} is not in (0, 1]",
+                              "use a fraction such as 0.5 (it sizes a verifier trained from scratch)")
         if max(self.budgets) > self.samples_per_problem:
             raise ConfigError("testtime.budgets", f"budget {max(self.budgets)} exceeds samples_per_problem",
                               "raise testtime.samples_per_problem or lower the budgets")
+        for n in self.search.budgets:
+            if math.isqrt(n) ** 2 != n or n < 4:
+                raise ConfigError("testtime.search.budgets", f"{n} is not a perfect square ≥ 4 (beam width √N)",
+                                  "use budgets such as [4, 16, 64]")
+        if any(n & (n - 1) for n in self.revisions.budgets):
+            raise ConfigError("testtime.revisions.budgets", f"{self.revisions.budgets} holds a non-power of two",
+                              "use powers of two, e.g. [1, 2, 4, 8]")
 
 
-def _verifier_model(policy_model: ModelConfig, v: VerifierConfig) -> ModelConfig:
-    return dataclasses.replace(policy_model, num_layers=v.num_layers, d_model=v.d_model, num_heads=v.num_heads,
-                               d_ff=None)
+def searches(cfg: SearchConfig) -> list[Search]:
+    out = []
+    for n in cfg.budgets:
+        width = math.isqrt(n)
+        out += [Search("beam", n, width)] + [Search("lookahead", n, width, k) for k in cfg.lookahead]
+        out += [Search("dvts", n, width)] if cfg.dvts else []
+    return out
 
 
-def _batches(policy: Policy, rows: list[dict], kind: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Verifier training batches, one per problem length (one layout each)."""
+def _layout_batches(policy: Policy, rows: list[dict], kind: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Verifier training batches, one layout (problem length) each."""
     out = []
     for length in sorted({r["length"] for r in rows}):
         chosen = [r for r in rows if r["length"] == length]
         ids = policy.encode([r["prompt"] + r["completion"] for r in chosen])
-        target = labels_for(ids, len(chosen[0]["prompt"]), chosen, kind)
+        target = labels_for(ids, chosen, kind)
         for start in range(0, len(chosen), 64):
             out.append((ids[start:start + 64], target[start:start + 64]))
     return out
 
 
-def _score(policy: Policy, verifier: TrainedVerifier, rows: list[dict]) -> np.ndarray:
-    scores = np.zeros(len(rows))
-    by_length: dict[int, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_length.setdefault(r["length"], []).append(i)
-    for indices in by_length.values():
-        ids = policy.encode([rows[i]["prompt"] + rows[i]["completion"] for i in indices])
-        scores[indices] = verifier.score(ids).numpy()
-    return scores
+def _scores(policy: Policy, orm: TrainedVerifier, prm: TrainedVerifier, rows: list[dict]) -> None:
+    """Add each row's ORM score and PRM line scores (and their aggregations)."""
+    for length in sorted({r["length"] for r in rows}):
+        chosen = [r for r in rows if r["length"] == length]
+        ids = policy.encode([r["prompt"] + r["completion"] for r in chosen])
+        lines = prm.line_scores(ids, chosen[0]["prompt"] + chosen[0]["completion"]).numpy()
+        for r, o, line in zip(chosen, orm.score(ids).numpy(), lines):
+            r["orm"], r["prm_lines"] = float(o), [float(x) for x in line]
+            for how in AGGREGATIONS:
+                r[f"prm_{how}"] = float(aggregate(line[None], how)[0])
 
 
-def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem], cfg: TestTimeConfig,
-                out_dir: Path) -> dict[str, Any]:
-    """Everything measured for one trained model."""
-    train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml"))
-    summary = read_json(run_dir / "summary.json")
-    policy = Policy.load(run_dir)
-    n = cfg.samples_per_problem
-    rows = sample_problems(policy, problems, n, cfg.temperature, cfg.seed)
-    vrows = sample_problems(policy, train_pool[: cfg.verifier.train_problems], cfg.verifier.samples_per_problem,
-                            cfg.temperature, cfg.seed + 1)
-    vcfg = _verifier_model(train_cfg.model, cfg.verifier)
-    verifiers = {kind: train_verifier(kind, _batches(policy, vrows, kind), vcfg, cfg.verifier.steps,
-                                      cfg.verifier.lr, cfg.seed) for kind in ("orm", "prm")}
-    for kind, verifier in verifiers.items():
-        for row, score in zip(rows, _score(policy, verifier, rows)):
-            row[kind] = float(score)
-    with open(out_dir / f"samples-{run_dir.name}.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-
-    num_problems = len(problems)
-    answers = np.full((num_problems, n), -1)
-    correct = np.zeros((num_problems, n), dtype=bool)
-    scores = {k: np.zeros((num_problems, n)) for k in ("orm", "prm")}
+def _grid(rows: list[dict], problems: int, n: int, key: str) -> np.ndarray:
+    out = np.zeros((problems, n))
     for r in rows:
-        answers[r["problem"], r["sample"]] = -1 if r["answer"] is None else r["answer"]
-        correct[r["problem"], r["sample"]] = r["correct"]
-        for k in scores:
-            scores[k][r["problem"], r["sample"]] = r[k]
-    truth = np.array([p.answer for p in problems])
-    subsets = make_subsets(n, cfg.subsets, cfg.seed)
-    acc: dict[str, dict[int, np.ndarray]] = {"coverage": {}, **{s: {} for s in SELECTIONS}}
-    for k in cfg.budgets:
-        acc["coverage"][k] = np.array([pass_at_k(n, int(c), k) for c in correct.sum(1)])
-        for name, (how, score_kind) in SELECTIONS.items():
-            s = scores[score_kind] if score_kind else np.ones((num_problems, n))
-            acc[name][k] = np.array([subset_accuracy(answers[i], s[i], truth[i], k, how, subsets)
-                                     for i in range(num_problems)])
-
-    # FLOPs per problem of one generation (prompt + completion, prefill not shared) and of one verifier score.
-    gen = np.array([generation_flops(train_cfg.model, len(p.prompt), p.completion_chars, 1) for p in problems])
-    score = np.array([verifier_flops(vcfg, len(p.prompt) + p.completion_chars, 1) for p in problems])
-    flops = {name: {k: float((gen + (score if SELECTIONS.get(name, (None, None))[1] else 0)).mean() * k)
-                    for k in cfg.budgets} for name in acc}
-
-    prm = verifiers["prm"]
-    for width in cfg.beam_widths:
-        name = f"beam_prm_w{width}"
-        acc[name], flops[name] = {}, {}
-        for budget in cfg.beam_budgets:
-            if budget < width or budget % width:
-                continue
-            result, spent = np.zeros(num_problems), 0.0
-            for length in sorted({p.length for p in problems}):
-                idx = [i for i, p in enumerate(problems) if p.length == length]
-                found, per_problem = beam_search(policy, prm, [problems[i] for i in idx], budget, width,
-                                                 cfg.temperature, cfg.seed + budget, train_cfg.model, vcfg)
-                result[idx] = [r["correct"] for r in found]
-                spent += per_problem * len(idx)
-            acc[name][budget] = result
-            flops[name][budget] = spent / num_problems
-    log.info("test-time study of %s: pass@1 %.3f, coverage@%d %.3f", run_dir.name, acc["coverage"][1].mean(),
-             max(cfg.budgets), acc["coverage"][max(cfg.budgets)].mean())
-    return {
-        "run_id": run_dir.name, "params_matmul": matmul_params(train_cfg.model),
-        "params_non_embedding": summary["params"]["non_embedding"], "tokens": summary["tokens"],
-        "pretrain_flops_6nd": 6.0 * matmul_params(train_cfg.model) * summary["tokens"],
-        "verifier": {kind: {"train_flops": v.train_flops, "train_seconds": v.train_seconds,
-                            "train_tokens": v.train_tokens, "params": matmul_params(vcfg)}
-                     for kind, v in verifiers.items()},
-        "acc": acc, "flops": flops, "predicted_difficulty": scores["orm"].mean(1),
-        "lengths": np.array([p.length for p in problems]),
-    }
-
-
-def analyse(models: list[dict[str, Any]], cfg: TestTimeConfig, train_max_steps: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"models": []}
-    for m in models:
-        num_problems = len(m["lengths"])
-        folds = np.random.default_rng(cfg.seed).permutation(num_problems) % 2
-        oracle_bins = analysis.difficulty_bins(m["acc"]["coverage"][1])
-        predicted_bins = analysis.difficulty_bins(m["predicted_difficulty"])
-        strategies = [s for s in m["acc"] if s != "coverage"]
-        curves = {s: {str(k): float(v.mean()) for k, v in m["acc"][s].items()} for s in m["acc"]}
-        per_bin = {s: {str(k): [float(v[oracle_bins == b].mean()) for b in range(1, 6)]
-                       for k, v in m["acc"][s].items()} for s in m["acc"]}
-        policy_rows = []
-        for k in cfg.budgets:
-            candidates = {s: m["acc"][s][k] for s in strategies if k in m["acc"][s]}
-            for label, bins in (("oracle", oracle_bins), ("predicted", predicted_bins)):
-                policy, fixed, chosen = analysis.cross_validated_policy(candidates, bins, folds)
-                policy_rows.append({"budget": k, "bins": label, "policy": float(policy.mean()),
-                                    "fixed": float(fixed.mean()),
-                                    "policy_minus_fixed_ci95": analysis.bootstrap_ci(policy - fixed, cfg.seed),
-                                    "chosen": chosen})
-        ks = np.array(cfg.budgets)
-        coverage = np.array([m["acc"]["coverage"][k].mean() for k in cfg.budgets])
-        out["models"].append({
-            "run_id": m["run_id"], "params_matmul": m["params_matmul"],
-            "params_non_embedding": m["params_non_embedding"], "tokens": m["tokens"],
-            "pretrain_flops_6nd": m["pretrain_flops_6nd"], "verifier": m["verifier"], "curves": curves,
-            "flops": {s: {str(k): v for k, v in f.items()} for s, f in m["flops"].items()},
-            "per_bin": per_bin, "policy": policy_rows, "coverage_fit": analysis.fit_coverage(ks, coverage),
-            "hardest_bin_gain": per_bin["coverage"][str(max(cfg.budgets))][4] - per_bin["coverage"]["1"][4],
-            "beyond_training_pass1": float(m["acc"]["coverage"][1][m["lengths"] > train_max_steps].mean())
-            if (m["lengths"] > train_max_steps).any() else None,
-        })
-    out["exchange"] = exchange(models, cfg)
+        out[r["problem"], r["sample"]] = -1 if r[key] is None else r[key]
     return out
 
 
-def exchange(models: list[dict[str, Any]], cfg: TestTimeConfig) -> list[dict[str, Any]]:
-    """Small model + test-time compute vs a larger model with one sample, FLOPs-matched, per bin and R."""
-    rows = []
-    ordered = sorted(models, key=lambda m: m["params_matmul"])
-    for i, small in enumerate(ordered):
-        for large in ordered[i + 1:]:
-            bins = analysis.difficulty_bins(small["acc"]["coverage"][1])
-            for ratio in cfg.exchange_ratios:
-                v = small["verifier"]["orm"]
-                f = analysis.exchange_multiplier(small["params_matmul"], small["tokens"], large["params_matmul"],
-                                                 large["tokens"], ratio, v["params"], v["train_flops"])
-                affordable = [k for k in cfg.budgets if k <= f]
-                row = {"small": small["run_id"], "large": large["run_id"], "R": ratio, "f": f,
-                       "M": large["params_matmul"] / small["params_matmul"]}
-                if not affordable:
-                    row.update(budget=None, note="the small model cannot afford one verified sample")
-                    rows.append(row)
-                    continue
-                k = max(affordable)
-                best = max((s for s in small["acc"] if s != "coverage" and k in small["acc"][s]),
-                           key=lambda s: small["acc"][s][k].mean())
-                diff = small["acc"][best][k] - large["acc"]["majority"][1]
-                row.update(budget=k, capped=f > max(cfg.budgets), strategy=best, per_bin=[
-                    {"bin": b, "small": float(small["acc"][best][k][bins == b].mean()),
-                     "large": float(large["acc"]["majority"][1][bins == b].mean()),
-                     "diff_ci95": analysis.bootstrap_ci(diff[bins == b], cfg.seed + b)} for b in range(1, 6)])
-                rows.append(row)
-    return rows
+def _prm_scorer(policy: Policy, prm: TrainedVerifier):
+    def score(problems: list[Problem], texts: list[str]) -> np.ndarray:
+        return prm.score(policy.encode(texts)).numpy()
+
+    return score
+
+
+def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem], cfg: TestTimeConfig,
+                out_dir: Path, device: str) -> dict[str, Any]:
+    """Everything measured for one trained model, per problem."""
+    train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml"))
+    model_cfg: ModelConfig = train_cfg.model
+    summary = read_json(run_dir / "summary.json")
+    policy = Policy.load(run_dir, device)
+    n, num_problems = cfg.samples_per_problem, len(problems)
+    rows = sample_problems(policy, problems, n, cfg.temperature, cfg.seed)
+    bin_rows = sample_problems(policy, problems, cfg.bin_samples, cfg.temperature, cfg.seed + 99991)
+    vrows = sample_problems(policy, train_pool, cfg.verifier.samples_per_problem, cfg.temperature, cfg.seed + 1)
+    v = cfg.verifier
+    orm, prm = (train_verifier(kind, _layout_batches(policy, vrows, kind),
+                               *initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers),
+                               v.steps, v.lr, cfg.seed, device) for kind in ("orm", "prm"))
+    vcfg = initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers)[1]
+    _scores(policy, orm, prm, rows)
+    _scores(policy, orm, prm, bin_rows)
+    with open(out_dir / f"samples-{run_dir.name}.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    answers = _grid(rows, num_problems, n, "answer").astype(int)
+    answer_ok, process_ok = (_grid(rows, num_problems, n, k).astype(bool) for k in ("correct", "process_correct"))
+    scores = {k: _grid(rows, num_problems, n, k) for k in ("orm", "prm_last", "prm_min", "prm_prod")}
+    subsets = make_subsets(n, cfg.subsets, cfg.seed)
+    acc: dict[str, dict[str, dict[int, np.ndarray]]] = {"process": {}, "answer": {}}
+    for kind, ok in (("process", process_ok), ("answer", answer_ok)):
+        acc[kind]["coverage"] = {k: np.array([pass_at_k(n, int(c), k) for c in ok.sum(1)]) for k in cfg.budgets}
+    for name, (how, score_kind) in PARALLEL.items():
+        s = scores[score_kind] if score_kind else np.ones((num_problems, n))
+        for kind in ("process", "answer"):
+            acc[kind][name] = {}
+        for k in cfg.budgets:
+            both = np.array([subset_accuracy(answers[i], s[i], answer_ok[i], process_ok[i], k, how, subsets)
+                             for i in range(num_problems)])
+            acc["answer"][name][k], acc["process"][name][k] = both[:, 0], both[:, 1]
+
+    prompt_len = len(problems[0].prompt)
+    completion = np.array([p.completion_chars for p in problems])
+    sample_cost = np.array([sampling_flops(model_cfg, prompt_len, c, 1) for c in completion])
+    extra_sample = np.array([sampling_flops(model_cfg, prompt_len, c, 2) for c in completion]) - sample_cost
+    score_cost = np.array([scoring_flops(vcfg, prompt_len, c, 1) for c in completion])
+    extra_score = np.array([scoring_flops(vcfg, prompt_len, c, 2) for c in completion]) - score_cost
+    flops: dict[str, dict[int, float]] = {}
+    for name in acc["process"]:
+        verified = name in PARALLEL and PARALLEL[name][1] is not None
+        flops[name] = {k: float((sample_cost + (k - 1) * extra_sample
+                                 + (score_cost + (k - 1) * extra_score if verified else 0)).mean())
+                       for k in cfg.budgets}
+
+    score = _prm_scorer(policy, prm)
+    groups = by_length(problems)
+    for plan in searches(cfg.search):
+        result = {"process": np.zeros(num_problems), "answer": np.zeros(num_problems),
+                  "explored": np.zeros(num_problems)}
+        spent = 0.0
+        for length, idx in groups.items():
+            found, per_problem = search(plan, policy, score, [problems[i] for i in idx], cfg.temperature,
+                                        cfg.seed + plan.budget, model_cfg, vcfg)
+            result["process"][idx] = [r["process_correct"] for r in found]
+            result["answer"][idx] = [r["correct"] for r in found]
+            result["explored"][idx] = [r["explored_process_correct"] for r in found]
+            spent += per_problem * len(idx)
+        for kind in ("process", "answer"):
+            acc[kind].setdefault(plan.name, {})[plan.budget] = result[kind]
+        flops.setdefault(plan.name, {})[plan.budget] = spent / num_problems
+
+    revisions = revision_study(policy, prm, problems, train_pool, vrows, cfg, model_cfg, vcfg)
+    greedy = sample_problems(policy, problems, 1, 0.0, cfg.seed)
+    log.info("test-time study of %s: process pass@1 %.3f, coverage@%d %.3f, greedy %.3f", run_dir.name,
+             acc["process"]["coverage"][1].mean(), max(cfg.budgets),
+             acc["process"]["coverage"][max(cfg.budgets)].mean(), np.mean([r["process_correct"] for r in greedy]))
+    bin_ok = _grid(bin_rows, num_problems, cfg.bin_samples, "process_correct")
+    return {
+        "run_id": run_dir.name, "params_matmul": matmul_params(model_cfg),
+        "params_non_embedding": summary["params"]["non_embedding"], "tokens": summary["tokens"],
+        "pretrain_flops": summary["flops"]["6n_attention"],
+        "inference_flops_per_token": 2.0 * matmul_params(model_cfg),
+        "verifier": {"params_non_embedding": count_params(vcfg).non_embedding,
+                     "params_fraction": count_params(vcfg).non_embedding / summary["params"]["non_embedding"],
+                     "d_model": vcfg.d_model, "inference_flops_per_token": 2.0 * count_params(vcfg).non_embedding,
+                     "train_flops": orm.train_flops + prm.train_flops,
+                     "train_flops_by_kind": {"orm": orm.train_flops, "prm": prm.train_flops},
+                     "train_seconds": orm.train_seconds + prm.train_seconds,
+                     "quality": analysis.verifier_quality(rows)},
+        "acc": acc, "flops": flops, "revisions": revisions,
+        "greedy": {"process": np.array([r["process_correct"] for r in greedy], dtype=float),
+                   "answer": np.array([r["correct"] for r in greedy], dtype=float),
+                   "flops": float(sample_cost.mean())},
+        "bin_pass1": bin_ok.mean(1), "bin_predicted": _grid(bin_rows, num_problems, cfg.bin_samples,
+                                                            "prm_last").mean(1),
+        "lengths": np.array([p.length for p in problems]),
+        "tokens_per_question": float(prompt_len + completion.mean()),
+    }
+
+
+def revision_study(policy: Policy, prm: TrainedVerifier, problems: list[Problem], train_pool: list[Problem],
+                   vrows: list[dict], cfg: TestTimeConfig, model_cfg: ModelConfig, vcfg: ModelConfig
+                   ) -> dict[str, Any]:
+    """Fine-tune the revision model, sample its chains, and score every (budget, chain length) split."""
+    rc = cfg.revisions
+    solved = train_pool[: cfg.verifier.train_problems]
+    chains = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed)
+    targets = "own samples"
+    if len(chains) < rc.batch_size:  # too weak to teach itself: Snell et al.'s recipe has nothing to train on
+        log.warning("the policy solved %d training problems: its revision model trains on worked solutions",
+                    len(chains))
+        chains, targets = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed, reference=True), (
+            "worked solutions")
+    reviser = revision.fine_tune(policy, chains, rc.steps, rc.lr, rc.batch_size, model_cfg, cfg.seed)
+    longest = max(rc.budgets)
+    num_problems = len(problems)
+    answers = np.full((num_problems, longest, longest), -1)
+    answer_ok = np.zeros((num_problems, longest, longest), dtype=bool)
+    process_ok = np.zeros_like(answer_ok)
+    prm_scores = np.zeros((num_problems, longest, longest))
+    for length, idx in by_length(problems).items():
+        group = [problems[i] for i in idx]
+        pool = revision.sample_chains(reviser.policy, group, longest, longest, rc.context_attempts,
+                                      cfg.temperature, cfg.seed + length)
+        for i, p, problem_chains in zip(idx, group, pool):
+            rows = [revision_row(p, c) for chain in problem_chains for c in chain]
+            ids = policy.encode([p.prompt + c for chain in problem_chains for c in chain])
+            prm_scores[i] = prm.score(ids).numpy().reshape(longest, longest)
+            answers[i] = np.array([r[0] for r in rows]).reshape(longest, longest)
+            answer_ok[i] = np.array([r[1] for r in rows]).reshape(longest, longest)
+            process_ok[i] = np.array([r[2] for r in rows]).reshape(longest, longest)
+    rng = np.random.default_rng(cfg.seed)
+    acc: dict[str, dict[str, dict[str, np.ndarray]]] = {"process": {}, "answer": {}}
+    flops: dict[str, dict[str, float]] = {}
+    prompt_len = len(problems[0].prompt)
+    for n in rc.budgets:
+        s = 1
+        while s <= n:
+            picks = [rng.choice(longest, size=n // s, replace=False) for _ in range(cfg.subsets)]
+            for how, name in revision.SELECTIONS.items():
+                hits = np.zeros((num_problems, 2))
+                for i in range(num_problems):
+                    for chosen in picks:
+                        picked = revision.select_in_chains(answers[i][chosen, :s], prm_scores[i][chosen, :s], how)
+                        if picked is not None:
+                            hits[i] += answer_ok[i][chosen, :s][picked], process_ok[i][chosen, :s][picked]
+                hits /= len(picks)
+                key = f"{name}_s{s}"
+                acc["answer"].setdefault(key, {})[str(n)] = hits[:, 0]
+                acc["process"].setdefault(key, {})[str(n)] = hits[:, 1]
+                chain_cost = np.mean([revision.chain_flops(model_cfg, prompt_len, p.completion_chars, s,
+                                                           rc.context_attempts) for p in problems])
+                verify = (np.mean([scoring_flops(vcfg, prompt_len, p.completion_chars, n) for p in problems])
+                          if how != "majority" else 0.0)
+                flops.setdefault(key, {})[str(n)] = float(chain_cost * (n // s) + verify)
+            s *= 2
+    by_attempt = process_ok.mean(1).mean(0)  # pass@1 at each revision step, averaged over chains and problems
+    return {"acc": acc, "flops": flops, "pass1_by_attempt": [float(x) for x in by_attempt],
+            "train_flops": reviser.train_flops, "train_seconds": reviser.train_seconds, "chains": len(chains),
+            "targets": targets}
+
+
+def revision_row(problem: Problem, completion: str) -> tuple[int, bool, bool]:
+    c = check(problem, completion)
+    return (-1 if c.answer is None else c.answer), c.correct, c.process_correct
+
+
+def measured(run_dir: Path, problems: list[Problem], pool: list[Problem], cfg: TestTimeConfig, task: TaskConfig,
+             out_dir: Path, device: str) -> dict[str, Any]:
+    """``study_model``'s record, kept under ``records/`` keyed by the study's settings and code, so that a study
+    stopped after some models (or in its analysis) resumes without sampling them again."""
+    code = [f.read_bytes().hex() for f in sorted(Path(__file__).parent.glob("*.py"))]
+    key = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), dataclasses.asdict(task), code], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:12]
+    path = out_dir / "records" / f"{run_dir.name}-{key}.pkl"
+    if path.exists():
+        log.info("test-time study of %s: measured before (%s)", run_dir.name, path)
+        with open(path, "rb") as f:
+            return pickle.load(f)  # the study's own output, written below
+    record = study_model(run_dir, problems, pool, cfg, out_dir, device)
+    path.parent.mkdir(exist_ok=True)
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        pickle.dump(record, f)
+    path.with_suffix(".tmp").replace(path)
+    return record
 
 
 def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[str, Any]:
     out_dir = sweep_dir / "testtime"
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
+    device = str(device_named(cfg.device, "testtime.device"))
+    if device == "cpu":
+        torch.set_num_threads(1)
     problems = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
     pool = generate(cfg.verifier.train_problems, task.min_steps, task.max_steps, task.modulus,
-                    seed=task.seed + 424242, exclude=frozenset(p.prompt for p in problems))
+                    seed=task.seed + 424242, exclude=frozenset(p.key for p in problems))
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
             if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
-    models = [study_model(r, problems, pool, cfg, out_dir) for r in runs]
-    results = analyse(models, cfg, task.max_steps)
-    results["test_set"] = {"problems": len(problems), "lengths": f"1..{task.test_max_steps}",
-                           "train_lengths": f"{task.min_steps}..{task.max_steps}", "modulus": task.modulus}
+    models = [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
+    results = analysis.analyse(models, cfg, task)
     from scaling.testtime import report
 
-    results["figures"] = report.figures(results, out_dir)
+    results["figures"] = report.figures(results, cfg, out_dir)
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "report.md", report.render(results, cfg))
     return results

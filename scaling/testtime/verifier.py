@@ -1,17 +1,25 @@
-"""Learned verifiers: a small transformer (the project's GPT trunk) with a scalar head, trained on the policy's own
-samples of training problems with labels from the exact checker.
+"""Learned verifiers: a transformer trunk with a scalar head (by default the policy's own, fine-tuned, with blocks
+added on top; or a narrower model of the policy's depth trained from scratch), trained on the policy's own samples of
+training problems (disjoint from the test problems) with labels from the exact checker.
 
 * ORM (outcome reward model): one label per sample, "the final answer is right", read at the last token;
-* PRM (process reward model): one label per step line, "every step so far is right" (Lightman et al. 2023;
-  Snell et al. 2024 §5 use Monte-Carlo rollouts where exact step checks do not exist), read at each line's newline.
+* PRM (process reward model): one label per line, "every step so far is right" (Lightman et al. 2023; Snell et al.
+  2024 §5 use Monte-Carlo rollouts where exact step checks do not exist), read at each line's newline; the answer
+  line's label is "process-correct".
 
-A sample's PRM score is the prediction at its last step (Snell et al. 2024, App. D: "last step" aggregation).
+The PRM scores every line; a sample's score aggregates them by the last line, the minimum or the product (Snell et
+al. 2024, App. D, found "last" best for their PRM).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +27,60 @@ from torch import nn
 
 from scaling.config import ModelConfig
 from scaling.flops import count_params
+from scaling.export import to_transformers
 from scaling.model import GPT
 
-NEWLINE = 10  # byte id of "\n": every step and the answer line end with one
+AGGREGATIONS = ("last", "min", "prod")
+
+
+def verifier_model(policy: ModelConfig, params_fraction: float) -> ModelConfig:
+    """The policy's shape with its width scaled so the blocks hold about ``params_fraction`` of its non-embedding
+    parameters (a multiple of 2·heads, so rotary halves stay whole)."""
+    step = 2 * policy.num_heads
+    width = max(step, step * round(policy.d_model * math.sqrt(params_fraction) / step))
+    return dataclasses.replace(policy, d_model=width, d_ff=None, mup_base_width=None)
+
+
+def aggregate(step_scores: np.ndarray, how: str) -> np.ndarray:
+    """One score per sample from its per-line PRM scores (rows × lines)."""
+    if how == "last":
+        return step_scores[:, -1]
+    return step_scores.min(1) if how == "min" else step_scores.prod(1)
+
+
+def initial_trunk(policy: nn.Module, policy_cfg: ModelConfig, init: str, params_fraction: float,
+                  added_layers: int) -> tuple[nn.Module, ModelConfig]:
+    """The verifier's starting trunk (a transformers base model) and its shape.
+
+    * ``policy``: the policy's own trunk, as Snell et al. fine-tune their verifiers from the base model, with
+      ``added_layers`` blocks on top that start as the identity (their output projections zero). To judge a line
+      the verifier compares the result written with the one the policy's last layer predicts one position
+      earlier; a block above the policy's own is where that comparison can happen.
+    * ``scratch``: a fresh model of the policy's depth, its width scaled to ``params_fraction`` of the parameters.
+    """
+    if init == "scratch":
+        cfg = verifier_model(policy_cfg, params_fraction)
+        return to_transformers(GPT(cfg), None).base_model, cfg
+    trunk = copy.deepcopy(policy.base_model)
+    for _ in range(added_layers):
+        block = copy.deepcopy(trunk.layers[-1])
+        nn.init.zeros_(block.self_attn.o_proj.weight)
+        nn.init.zeros_(block.mlp.down_proj.weight)
+        block.self_attn.layer_idx = len(trunk.layers)
+        trunk.layers.append(block)
+        trunk.config.num_hidden_layers += 1
+    return trunk, dataclasses.replace(policy_cfg, num_layers=policy_cfg.num_layers + added_layers)
 
 
 class Verifier(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, trunk: nn.Module, d_model: int) -> None:
         super().__init__()
-        self.trunk = GPT(cfg)
-        self.head = nn.Linear(cfg.d_model, 1)
+        self.trunk = trunk
+        self.head = nn.Linear(d_model, 1)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """A logit per position, shape (batch, seq)."""
-        return self.head(self.trunk.hidden(ids)).squeeze(-1)
+        return self.head(self.trunk(input_ids=ids).last_hidden_state).squeeze(-1)
 
 
 @dataclass
@@ -43,37 +91,54 @@ class TrainedVerifier:
     train_seconds: float
     train_tokens: int
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
     def score(self, ids: torch.Tensor) -> torch.Tensor:
         """Probability of "correct" at the last position of each row (the end of its last complete line)."""
         self.model.eval()
-        return torch.sigmoid(self.model(ids)[:, -1])
+        return torch.sigmoid(self.model(ids.to(self.device))[:, -1]).float().cpu()
+
+    @torch.no_grad()
+    def line_scores(self, ids: torch.Tensor, text: str) -> torch.Tensor:
+        """Probability of "correct so far" at every line end of the completion (rows of one layout, ``text`` one
+        of them: prompt + completion)."""
+        self.model.eval()
+        return torch.sigmoid(self.model(ids.to(self.device))[:, line_ends(text)]).float().cpu()
 
 
-def labels_for(ids: torch.Tensor, prompt_len: int, rows: list[dict], kind: str) -> torch.Tensor:
+def line_ends(text: str) -> list[int]:
+    """Token positions of the newlines that end the completion's lines (one token per character; the prompt's
+    own newline is its last character and labels nothing)."""
+    return [i for i, c in enumerate(text) if c == "\n"][1:]
+
+
+def labels_for(ids: torch.Tensor, rows: list[dict], kind: str) -> torch.Tensor:
     """Per-position targets (NaN where unlabelled): ORM at the last token; PRM at each line end of the completion."""
     target = torch.full(ids.shape, float("nan"))
     for r, row in enumerate(rows):
         if kind == "orm":
             target[r, -1] = float(row["correct"])
             continue
-        ends = (ids[r, prompt_len:] == NEWLINE).nonzero().flatten() + prompt_len
-        for i, position in enumerate(ends[: len(row["step_correct"]) + 1]):
-            label = row["step_correct"][i] if i < len(row["step_correct"]) else row["correct"]
+        for i, position in enumerate(line_ends(row["prompt"] + row["completion"])):
+            label = row["step_correct"][i] if i < len(row["step_correct"]) else row["process_correct"]
             target[r, position] = float(label)
     return target
 
 
-def train_verifier(kind: str, batches: list[tuple[torch.Tensor, torch.Tensor]], cfg: ModelConfig, steps: int,
-                   lr: float, seed: int) -> TrainedVerifier:
-    """Train on (ids, targets) batches (one layout each), cycling through them for ``steps`` steps."""
+def train_verifier(kind: str, batches: list[tuple[torch.Tensor, torch.Tensor]], trunk: nn.Module, cfg: ModelConfig,
+                   steps: int, lr: float, seed: int, device: str = "cpu") -> TrainedVerifier:
+    """Train ``trunk`` (of shape ``cfg``) and a fresh head on (ids, targets) batches (one layout each), cycling
+    through them for ``steps`` steps."""
     torch.manual_seed(seed)
-    model = Verifier(cfg)
+    model = Verifier(trunk, cfg.d_model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start, tokens = time.perf_counter(), 0
     order = torch.randperm(len(batches))
     for step in range(steps):
-        ids, target = batches[int(order[step % len(batches)])]
+        ids, target = (t.to(device) for t in batches[int(order[step % len(batches)])])
         mask = ~torch.isnan(target)
         logits = model(ids)
         loss = F.binary_cross_entropy_with_logits(logits[mask], target[mask])
