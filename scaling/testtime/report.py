@@ -180,6 +180,7 @@ def exchange_figure(results: dict[str, Any], out_dir: Path) -> str:
             ax.set(xscale="log", xlabel="R = inference / pretraining tokens", ylabel="small + test-time − large",
                    title=f"{family}: {small} vs {large}")
     axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
     return save_figure(fig, out_dir, "exchange")
 
 
@@ -205,8 +206,13 @@ def findings(results: dict[str, Any], cfg) -> dict[str, tuple[str, str]]:
         "easy bins saturate at small N, the hardest bin barely moves (Fig. 3)",
         "; ".join(f"{m['run_id']}: bins' pass@1 on the binning draw "
                   + ", ".join(f"{v:.2f}" for v in m["bin_pass1_means"]) for m in models))
-    out["per_bin_predicted"] = ("verifier-predicted bins (no oracle) give most of the oracle bins' gains (§3.2)",
-                                "bins from the PRM's mean score on the independent binning draw")
+    def policy_at(m: dict, bins: str) -> float:
+        return next(r["policy"] for r in m["policy"] if r["bins"] == bins and r["budget"] == int(kmax))
+
+    out["per_bin_predicted"] = (
+        "verifier-predicted bins (no oracle) give most of the oracle bins' gains (§3.2)",
+        "; ".join(f"{m['run_id']}: compute-optimal at N = {kmax} with predicted bins {policy_at(m, 'predicted'):.3f},"
+                  f" oracle bins {policy_at(m, 'oracle'):.3f}" for m in models))
     out["beam_vs_best_of_n"] = (
         "beam search beats best-of-N on hard bins at low budgets and falls behind on easy bins at high budgets "
         "(Fig. 3 right)",
@@ -290,16 +296,15 @@ def render(results: dict[str, Any], cfg) -> str:
         f"{m['run_id']}: {m['verifier']['train_flops']:.2e} / {m['revisions']['train_flops']:.2e}"
         for m in results["models"]), ""]
     lines += ["## Search: beam, lookahead and DVTS against weighted best-of-N", "",
-              "| model | N | weighted PRM | " + " | ".join(_search_names(cfg)) + " | explored coverage (beam) |",
-              "|---|---|---|" + "---|" * (len(_search_names(cfg)) + 1)]
+              "| model | N | weighted PRM | " + " | ".join(_search_names(cfg)) + " |",
+              "|---|---|---|" + "---|" * len(_search_names(cfg))]
     for m in results["models"]:
         c = m["curves"]["process"]
         for n in cfg.search.budgets:
             w = int(np.sqrt(n))
             cells = [c.get(f"{s}_w{w}", {}).get(str(n)) for s in _search_names(cfg)]
             lines.append(f"| {m['run_id']} | {n} | {c['weighted_prm'].get(str(n), float('nan')):.3f} | "
-                         + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " | "
-                         f"{m.get('explored', {}).get(str(n), float('nan')):.3f} |")
+                         + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
     lines += ["", "## Compute-optimal policy vs best fixed strategy (2-fold cross-validated)", "",
               "| model | bins | N | policy | fixed | weighted PRM | policy − fixed 95% CI |",
               "|---|---|---|---|---|---|---|"]
