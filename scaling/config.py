@@ -115,7 +115,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskConfig:
-    """A generated task with checkable answers (scaling.testtime.task): chains of arithmetic mod `modulus`."""
+    """A generated task with checkable steps (scaling.testtime.task): worksheets of arithmetic mod `modulus`."""
     name: Literal["worksheet"]
     modulus: int
     min_steps: int
@@ -129,7 +129,7 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         _require(2 <= self.modulus <= 36, "data.task.modulus", f"{self.modulus} is not in [2, 36]",
-                 "use a modulus whose residues are one character each (0-9, a-z), e.g. 17")
+                 "use a modulus whose residues are one character each (0-9, a-z), e.g. 13")
         _require(1 <= self.min_steps <= self.max_steps <= self.test_max_steps, "data.task.max_steps",
                  "needs 1 <= min_steps <= max_steps <= test_max_steps", "order the step counts")
         _require(self.num_train > 0 and self.test_per_length > 0, "data.task.num_train", "counts must be positive",

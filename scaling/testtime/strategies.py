@@ -11,8 +11,6 @@ from math import comb
 
 import numpy as np
 
-HOW = ("majority", "best_of_n", "weighted")
-
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct: 1 − C(n−c, k) / C(n, k) (Chen et al. 2021, eq. 1)."""

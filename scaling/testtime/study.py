@@ -41,7 +41,7 @@ from scaling.testtime.search import Search, search
 from scaling.testtime.strategies import make_subsets, pass_at_k, subset_accuracy
 from scaling.testtime.task import Problem, check, generate, held_out_problems
 from scaling.testtime.verifier import (AGGREGATIONS, TrainedVerifier, aggregate, initial_trunk, labels_for,
-                                       train_verifier)
+                                       train_verifier, verifier_shape)
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +181,10 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
     bin_rows = sample_problems(policy, problems, cfg.bin_samples, cfg.temperature, cfg.seed + 99991)
     vrows = sample_problems(policy, train_pool, cfg.verifier.samples_per_problem, cfg.temperature, cfg.seed + 1)
     v = cfg.verifier
+    vcfg = verifier_shape(model_cfg, v.init, v.params_fraction, v.added_layers)
     orm, prm = (train_verifier(kind, _layout_batches(policy, vrows, kind),
-                               *initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers),
-                               v.steps, v.lr, cfg.seed, device) for kind in ("orm", "prm"))
-    vcfg = initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers)[1]
+                               initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers)[0],
+                               vcfg, v.steps, v.lr, cfg.seed, device) for kind in ("orm", "prm"))
     _scores(policy, orm, prm, rows)
     _scores(policy, orm, prm, bin_rows)
     with open(out_dir / f"samples-{run_dir.name}.jsonl", "w") as f:
@@ -208,16 +208,14 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
 
     prompt_len = len(problems[0].prompt)
     completion = np.array([p.completion_chars for p in problems])
-    sample_cost = np.array([sampling_flops(model_cfg, prompt_len, c, 1) for c in completion])
-    extra_sample = np.array([sampling_flops(model_cfg, prompt_len, c, 2) for c in completion]) - sample_cost
-    score_cost = np.array([scoring_flops(vcfg, prompt_len, c, 1) for c in completion])
-    extra_score = np.array([scoring_flops(vcfg, prompt_len, c, 2) for c in completion]) - score_cost
-    flops: dict[str, dict[int, float]] = {}
-    for name in acc["process"]:
-        verified = name in PARALLEL and PARALLEL[name][1] is not None
-        flops[name] = {k: float((sample_cost + (k - 1) * extra_sample
-                                 + (score_cost + (k - 1) * extra_score if verified else 0)).mean())
-                       for k in cfg.budgets}
+
+    def parallel_flops(k: int, verified: bool) -> float:
+        """Mean FLOPs of k samples per problem, and of the verifier judging them when one is used."""
+        return float(np.mean([sampling_flops(model_cfg, prompt_len, c, k)
+                              + (scoring_flops(vcfg, prompt_len, c, k) if verified else 0.0) for c in completion]))
+
+    flops = {name: {k: parallel_flops(k, name in PARALLEL and PARALLEL[name][1] is not None) for k in cfg.budgets}
+             for name in acc["process"]}
 
     score = _prm_scorer(policy, prm)
     groups = by_length(problems)
@@ -257,7 +255,7 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
         "acc": acc, "flops": flops, "revisions": revisions,
         "greedy": {"process": np.array([r["process_correct"] for r in greedy], dtype=float),
                    "answer": np.array([r["correct"] for r in greedy], dtype=float),
-                   "flops": float(sample_cost.mean())},
+                   "flops": parallel_flops(1, False)},
         "bin_pass1": bin_ok.mean(1), "bin_predicted": _grid(bin_rows, num_problems, cfg.bin_samples,
                                                             "prm_last").mean(1),
         "lengths": np.array([p.length for p in problems]),

@@ -58,8 +58,8 @@ def initial_trunk(policy: nn.Module, policy_cfg: ModelConfig, init: str, params_
       earlier; a block above the policy's own is where that comparison can happen.
     * ``scratch``: a fresh model of the policy's depth, its width scaled to ``params_fraction`` of the parameters.
     """
+    cfg = verifier_shape(policy_cfg, init, params_fraction, added_layers)
     if init == "scratch":
-        cfg = verifier_model(policy_cfg, params_fraction)
         return to_transformers(GPT(cfg), None).base_model, cfg
     trunk = copy.deepcopy(policy.base_model)
     for _ in range(added_layers):
@@ -69,7 +69,14 @@ def initial_trunk(policy: nn.Module, policy_cfg: ModelConfig, init: str, params_
         block.self_attn.layer_idx = len(trunk.layers)
         trunk.layers.append(block)
         trunk.config.num_hidden_layers += 1
-    return trunk, dataclasses.replace(policy_cfg, num_layers=policy_cfg.num_layers + added_layers)
+    return trunk, cfg
+
+
+def verifier_shape(policy_cfg: ModelConfig, init: str, params_fraction: float, added_layers: int) -> ModelConfig:
+    """The shape ``initial_trunk`` gives the verifier (what its FLOPs are counted for)."""
+    if init == "scratch":
+        return verifier_model(policy_cfg, params_fraction)
+    return dataclasses.replace(policy_cfg, num_layers=policy_cfg.num_layers + added_layers)
 
 
 class Verifier(nn.Module):
