@@ -35,6 +35,12 @@ def _sorted(curve: dict) -> list[str]:
     return sorted(curve, key=int)
 
 
+def _curve(ax, curve: dict[str, float], style: str, label: str) -> None:
+    """A {budget: accuracy} curve against the budget."""
+    ks = _sorted(curve)
+    ax.plot([int(k) for k in ks], [curve[k] for k in ks], style, label=label)
+
+
 def _bins(ax, values_by_bin: dict[str, list[float]], label: str, style: str) -> None:
     for b in range(NUM_BINS):
         ks = _sorted(values_by_bin)
@@ -81,8 +87,7 @@ def figures(results: dict[str, Any], cfg, out_dir: Path) -> dict[str, str]:
         rows = [r for r in m["policy"] if r["bins"] == "oracle"]
         ax.plot([r["budget"] for r in rows], [r["policy"] for r in rows], "r.-", label="compute-optimal (CV)")
         ax.plot([r["budget"] for r in rows], [r["fixed"] for r in rows], "k.--", label="best fixed (CV)")
-        base = m["curves"]["process"]["weighted_prm"]
-        ax.plot([int(k) for k in _sorted(base)], [base[k] for k in _sorted(base)], "b.:", label="weighted best-of-N")
+        _curve(ax, m["curves"]["process"]["weighted_prm"], "b.:", "weighted best-of-N")
         ax.set(xscale="log", xlabel="generations N", ylabel="accuracy", title=m["run_id"])
     axes[0].legend(fontsize=7)
     paths["compute_optimal"] = save_figure(fig, out_dir, "compute_optimal")
@@ -90,10 +95,8 @@ def figures(results: dict[str, Any], cfg, out_dir: Path) -> dict[str, str]:
     for ax, m in zip(axes, models):
         for how in ("last", "min", "prod"):
             name = "weighted_prm" if how == "last" else f"weighted_prm_{how}"
-            c = m["curves"]["process"][name]
-            ax.plot([int(k) for k in _sorted(c)], [c[k] for k in _sorted(c)], ".-", label=f"PRM {how}")
-        c = m["curves"]["process"]["weighted_orm"]
-        ax.plot([int(k) for k in _sorted(c)], [c[k] for k in _sorted(c)], "k.:", label="ORM")
+            _curve(ax, m["curves"]["process"][name], ".-", f"PRM {how}")
+        _curve(ax, m["curves"]["process"]["weighted_orm"], "k.:", "ORM")
         ax.set(xscale="log", xlabel="generations N", ylabel="weighted best-of-N accuracy", title=m["run_id"])
     axes[0].legend(fontsize=7)
     paths["prm_aggregation"] = save_figure(fig, out_dir, "prm_aggregation")
