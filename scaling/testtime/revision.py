@@ -68,7 +68,6 @@ class RevisionModel:
     policy: Policy
     train_flops: float
     train_seconds: float
-    train_tokens: int
 
 
 def fine_tune(policy: Policy, chains: list[tuple[Problem, list[str], str]], steps: int, lr: float, batch_size: int,
@@ -101,7 +100,7 @@ def fine_tune(policy: Policy, chains: list[tuple[Problem, list[str], str]], step
                                                max(ids.shape[1] for ids, _ in batches))
     return RevisionModel(policy=Policy.of(model.eval(), policy.tokenizer),
                          train_flops=6.0 * matmul_params(model_cfg) * tokens,
-                         train_seconds=time.perf_counter() - start_time, train_tokens=tokens)
+                         train_seconds=time.perf_counter() - start_time)
 
 
 def sample_chains(reviser: Policy, problems: list[Problem], chains: int, attempts: int, context_attempts: int,

@@ -271,7 +271,7 @@ def revision_study(policy: Policy, prm: TrainedVerifier, problems: list[Problem]
     solved = train_pool[: cfg.verifier.train_problems]
     chains = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed)
     targets = "own samples"
-    if len(chains) < rc.batch_size:  # too weak to teach itself: Snell et al.'s recipe has nothing to train on
+    if len(chains) < rc.batch_size:  # not one batch of chains: Snell et al.'s recipe has too little to train on
         log.warning("the policy solved %d training problems: its revision model trains on worked solutions",
                     len(chains))
         chains, targets = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed, reference=True), (

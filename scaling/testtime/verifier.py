@@ -96,7 +96,6 @@ class TrainedVerifier:
     model: Verifier
     train_flops: float
     train_seconds: float
-    train_tokens: int
 
     @property
     def device(self) -> torch.device:
@@ -157,4 +156,4 @@ def train_verifier(kind: str, batches: list[tuple[torch.Tensor, torch.Tensor]], 
     # verifier never runs the language-model head).
     flops = 6.0 * (count_params(cfg).non_embedding + cfg.d_model) * tokens
     return TrainedVerifier(kind=kind, model=model.eval(), train_flops=flops,
-                           train_seconds=time.perf_counter() - start, train_tokens=tokens)
+                           train_seconds=time.perf_counter() - start)
