@@ -416,8 +416,9 @@ def test_small_real_study_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_default_study_trains_policies_worth_searching(tmp_path):
-    """The default CPU study (training included, ≤ 20 minutes): policies that do the task, an ordered family, and
-    every part of the study present. Its findings are stated in the report, not asserted."""
+    """The default CPU study (training included, ≤ 20 minutes): policies that do the task, an ordered family, every
+    part of the study present, and verifiers that beat majority voting on the policies that can do the task (Snell
+    et al. 2024, Fig. 3). Its other findings are stated in the report, not asserted."""
     from tests.conftest import run_cli
 
     result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=tt", "experiment=testtime", timeout=1500)
@@ -431,5 +432,61 @@ def test_default_study_trains_policies_worth_searching(tmp_path):
         for s, curve in m["curves"]["process"].items():
             assert all(v <= m["curves"]["answer"][s][k] + 1e-9 for k, v in curve.items())
         assert len(m["revisions"]["pass1_by_attempt"]) == 8
+        if m["pass1_train_lengths"] >= 0.5:  # a policy that does the task: its verifier ranks, and weighs votes
+            assert all(q["prm_last"]["auc"] is None or q["prm_last"]["auc"] >= 0.9 for q in m["verifier"]["quality"])
+            curves = m["curves"]["process"]
+            assert all(curves["weighted_prm"][k] >= curves["majority"][k] for k in curves["majority"] if k != "1")
     assert {(r["family"], r["charged"]) for r in results["exchange"]} == {
         (f, c) for f in ("search", "revisions") for c in (True, False)}
+
+
+def test_a_verifier_that_reads_the_likelihood_learns_what_the_policy_thought_unlikely(tmp_path):
+    """The label is "the last token was likely under the policy": a verifier that reads the policy's per-token
+    log-probabilities learns it in a few steps; one that reads only the text is the same model without them."""
+    from scaling.testtime.verifier import initial_trunk, token_logprobs, train_verifier
+
+    policy = _random_policy(tmp_path)
+    with torch.no_grad():
+        policy.model.model.norm.weight.mul_(200.0)  # sharp predictions: log-probabilities spread over nats
+    ids = torch.randint(40, 60, (512, 10), generator=torch.Generator().manual_seed(0))
+    logp = token_logprobs(policy.model, ids)
+    with torch.no_grad():  # the feature is the policy's log-softmax at the previous position
+        expected = torch.log_softmax(policy.model(input_ids=ids).logits, -1)[0, 3, ids[0, 4]]
+    assert logp[0, 4] == pytest.approx(float(expected), abs=1e-5) and (logp[:, 0] == 0).all()
+    likely = logp[:, -1] > logp[:, -1].median()
+    target = torch.full(ids.shape, float("nan"))
+    target[:, -1] = likely.float()
+    train, held_out = [(ids[i:i + 64], target[i:i + 64]) for i in range(0, 384, 64)], ids[384:]
+    aucs = {}
+    for reads in (False, True):
+        trunk, cfg = initial_trunk(policy.model, TINY, "policy", 0.5, 2)
+        verifier = train_verifier("orm", train, trunk, cfg, policy.model, reads, 150, 1e-2, 0)
+        aucs[reads] = analysis.auc(verifier.score(held_out).numpy(), likely[384:].numpy())
+    assert aucs[True] > 0.9 and aucs[True] > aucs[False] + 0.2, aucs
+
+
+def test_perturbed_samples_go_wrong_at_one_blank_and_are_checked(tmp_path):
+    from scaling.testtime.sampling import perturbed_samples, sample_problems
+
+    policy = _random_policy(tmp_path)
+    problems = held_out_problems(modulus=5, max_steps=3, per_length=3, seed=0)
+    rows = sample_problems(policy, problems, 2, 1.0, 0)
+    assert perturbed_samples(policy, rows, problems, 0.0, 1.0, 0) == []
+    twins = perturbed_samples(policy, rows, problems, 1.0, 1.0, 0)
+    assert len(twins) == len(rows)
+    sources = {(r["problem"], r["sample"]): r for r in rows}
+    for twin in twins:
+        p, source = problems[twin["problem"]], sources[twin["problem"], twin["sample"]]["completion"]
+        assert _fits(p, twin["completion"]) and len(twin["completion"]) == p.completion_chars
+        cut = next(i for i, (a, b) in enumerate(zip(source, twin["completion"])) if a != b)
+        assert p.template[cut] == BLANK  # the first difference is the perturbed blank
+        assert check(p, twin["completion"]).process_correct == twin["process_correct"]
+    assert not all(t["process_correct"] for t in twins)
+
+
+def test_reading_the_likelihood_costs_only_the_prompts_output_layer():
+    from scaling.testtime.cost import scoring_flops
+
+    verifier = ModelConfig(**{**TINY.__dict__, "num_layers": 3})
+    extra = scoring_flops(verifier, 4, 20, 8, TINY) - scoring_flops(verifier, 4, 20, 8, None)
+    assert extra == 2 * TINY.vocab_size * TINY.d_model * 3

@@ -6,7 +6,9 @@
   T·(2·N_matmul − 2·V·d) + 2·V·d + 4·L·d·T² (every position runs the blocks, only the last the output layer);
 * a search keeps each candidate's cache, so a line is paid once however long its prefix;
 * a verifier token costs 2·(N_v + d) + 4·L_v·d_v·c (its blocks and its scalar head, no output layer), and a PRM
-  that scores a candidate extends its parent's cache.
+  that scores a candidate extends its parent's cache;
+* a verifier that reads the policy's log-probabilities takes them from the sampler, which computed the output layer
+  at every completion position; only the prompt's positions before its last add 2·V·d each, once per problem.
 
 A test cross-checks ``generation_flops`` against ``torch.utils.flop_counter.FlopCounterMode`` on a real generate
 call.
@@ -47,6 +49,10 @@ def sampling_flops(m: ModelConfig, prompt_len: int, completion_len: int, samples
     return prefill_flops(m, prompt_len) + decode_flops(m, prompt_len, completion_len, samples)
 
 
-def scoring_flops(v: ModelConfig, prompt_len: int, completion_len: int, samples: int) -> float:
-    """A verifier judging ``samples`` full solutions of one problem (the prompt read once)."""
-    return score_flops(v, 0, prompt_len, 1) + score_flops(v, prompt_len, completion_len, samples)
+def scoring_flops(v: ModelConfig, prompt_len: int, completion_len: int, samples: int,
+                  likelihood_of: ModelConfig | None) -> float:
+    """A verifier judging ``samples`` full solutions of one problem (the prompt read once); ``likelihood_of``: the
+    policy whose log-probabilities it reads, if it does."""
+    prompt_logprobs = 0.0 if likelihood_of is None else (
+        2.0 * likelihood_of.vocab_size * likelihood_of.d_model * (prompt_len - 1))
+    return score_flops(v, 0, prompt_len, 1) + score_flops(v, prompt_len, completion_len, samples) + prompt_logprobs

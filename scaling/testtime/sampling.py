@@ -7,6 +7,7 @@ limits each blank to the residues, so every sample keeps the problem's layout an
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +130,27 @@ def sample_problems(policy: Policy, problems: list[Problem], num_samples: int, t
         for i, samples in zip(indices, completions):
             rows += [checked_row(problems[i], i, j, c) for j, c in enumerate(samples)]
     return rows
+
+
+def perturbed_samples(policy: Policy, rows: list[dict], problems: list[Problem], fraction: float, temperature: float,
+                      seed: int) -> list[dict]:
+    """Errors for a verifier to learn from when the policy makes few: for a random ``fraction`` of ``rows`` (samples
+    of ``problems``), the same completion up to a random blank, a different residue there, and the policy's own
+    continuation from it; checked exactly like any sample."""
+    rng = random.Random(seed)
+    groups: dict[tuple[int, int], list[tuple[dict, str]]] = {}
+    for r in rows:
+        if rng.random() >= fraction:
+            continue
+        p = problems[r["problem"]]
+        cut = rng.choice([i for i, c in enumerate(p.template) if c == BLANK])
+        wrong = rng.choice([c for c in p.alphabet if c != r["completion"][cut]])
+        groups.setdefault((p.length, cut), []).append((r, r["completion"][:cut] + wrong))
+    out: list[dict] = []
+    for (_, cut), items in sorted(groups.items()):  # one layout per group: same length, same cut
+        chosen = [problems[r["problem"]] for r, _ in items]
+        rest = policy.fill([p.prompt + head for p, (_, head) in zip(chosen, items)],
+                           [p.template[cut + 1:] for p in chosen], chosen[0].alphabet, 1, temperature, seed + cut)
+        out += [checked_row(p, r["problem"], r["sample"], head + tail)
+                for p, (r, head), (tail,) in zip(chosen, items, rest)]
+    return out

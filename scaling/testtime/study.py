@@ -35,8 +35,8 @@ from scaling.flops import count_params, matmul_params
 from scaling.hardware import device_named
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.testtime import analysis, revision
-from scaling.testtime.cost import sampling_flops, scoring_flops
-from scaling.testtime.sampling import Policy, by_length, sample_problems
+from scaling.testtime.cost import decode_flops, sampling_flops, scoring_flops
+from scaling.testtime.sampling import Policy, by_length, perturbed_samples, sample_problems
 from scaling.testtime.search import Search, search
 from scaling.testtime.strategies import make_subsets, pass_at_k, subset_accuracy
 from scaling.testtime.task import Problem, check, generate, held_out_problems
@@ -62,8 +62,14 @@ class VerifierConfig:
     steps: int
     lr: float
     train_problems: int
-    """Training problems the policy solves to make the verifiers' (and the revision model's) data."""
+    """Training problems (every test length, none of them a test problem) the policy solves to make the verifiers'
+    (and the revision model's) data."""
     samples_per_problem: int
+    likelihood: bool
+    """The verifiers also read each token's log-probability under the policy (see ``verifier``)."""
+    perturbed: float
+    """The fraction of the verifiers' training samples that also get a perturbed twin: a wrong residue at a random
+    blank, continued by the policy (a strong policy's own samples hold few errors to learn from)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +113,9 @@ class TestTimeConfig:
     seed: int
 
     def __post_init__(self) -> None:
+        if not 0 <= self.verifier.perturbed <= 1:
+            raise ConfigError("testtime.verifier.perturbed", f"{self.verifier.perturbed} is not in [0, 1]",
+                              "use a fraction such as 0.25, or 0 for the policy's own samples only")
         if not 0 < self.verifier.params_fraction <= 1:
             raise ConfigError("testtime.verifier.params_fraction", f"{self.verifier.params_fraction} is not in (0, 1]",
                               "use a fraction such as 0.5 (it sizes a verifier trained from scratch)")
@@ -170,7 +179,7 @@ def _prm_scorer(policy: Policy, prm: TrainedVerifier):
 
 
 def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem], cfg: TestTimeConfig,
-                out_dir: Path, device: str) -> dict[str, Any]:
+                train_max_steps: int, out_dir: Path, device: str) -> dict[str, Any]:
     """Everything measured for one trained model, per problem."""
     train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml"))
     model_cfg: ModelConfig = train_cfg.model
@@ -179,12 +188,14 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
     n, num_problems = cfg.samples_per_problem, len(problems)
     rows = sample_problems(policy, problems, n, cfg.temperature, cfg.seed)
     bin_rows = sample_problems(policy, problems, cfg.bin_samples, cfg.temperature, cfg.seed + 99991)
-    vrows = sample_problems(policy, train_pool, cfg.verifier.samples_per_problem, cfg.temperature, cfg.seed + 1)
     v = cfg.verifier
+    vrows = sample_problems(policy, train_pool, v.samples_per_problem, cfg.temperature, cfg.seed + 1)
+    examples = vrows + perturbed_samples(policy, vrows, train_pool, v.perturbed, cfg.temperature, cfg.seed + 2)
     vcfg = verifier_shape(model_cfg, v.init, v.params_fraction, v.added_layers)
-    orm, prm = (train_verifier(kind, _layout_batches(policy, vrows, kind),
+    orm, prm = (train_verifier(kind, _layout_batches(policy, examples, kind),
                                initial_trunk(policy.model, model_cfg, v.init, v.params_fraction, v.added_layers)[0],
-                               vcfg, v.steps, v.lr, cfg.seed, device) for kind in ("orm", "prm"))
+                               vcfg, policy.model, v.likelihood, v.steps, v.lr, cfg.seed, device)
+                for kind in ("orm", "prm"))
     _scores(policy, orm, prm, rows)
     _scores(policy, orm, prm, bin_rows)
     with open(out_dir / f"samples-{run_dir.name}.jsonl", "w") as f:
@@ -208,11 +219,13 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
 
     prompt_len = len(problems[0].prompt)
     completion = np.array([p.completion_chars for p in problems])
+    likelihood_of = model_cfg if v.likelihood else None
 
     def parallel_flops(k: int, verified: bool) -> float:
         """Mean FLOPs of k samples per problem, and of the verifier judging them when one is used."""
         return float(np.mean([sampling_flops(model_cfg, prompt_len, c, k)
-                              + (scoring_flops(vcfg, prompt_len, c, k) if verified else 0.0) for c in completion]))
+                              + (scoring_flops(vcfg, prompt_len, c, k, likelihood_of) if verified else 0.0)
+                              for c in completion]))
 
     flops = {name: {k: parallel_flops(k, name in PARALLEL and PARALLEL[name][1] is not None) for k in cfg.budgets}
              for name in acc["process"]}
@@ -234,7 +247,7 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
             acc[kind].setdefault(plan.name, {})[plan.budget] = result[kind]
         flops.setdefault(plan.name, {})[plan.budget] = spent / num_problems
 
-    revisions = revision_study(policy, prm, problems, train_pool, vrows, cfg, model_cfg, vcfg)
+    revisions = revision_study(policy, prm, problems, train_pool, vrows, cfg, model_cfg, vcfg, train_max_steps)
     greedy = sample_problems(policy, problems, 1, 0.0, cfg.seed)
     log.info("test-time study of %s: process pass@1 %.3f, coverage@%d %.3f, greedy %.3f", run_dir.name,
              acc["process"]["coverage"][1].mean(), max(cfg.budgets),
@@ -264,18 +277,22 @@ def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem
 
 
 def revision_study(policy: Policy, prm: TrainedVerifier, problems: list[Problem], train_pool: list[Problem],
-                   vrows: list[dict], cfg: TestTimeConfig, model_cfg: ModelConfig, vcfg: ModelConfig
-                   ) -> dict[str, Any]:
+                   vrows: list[dict], cfg: TestTimeConfig, model_cfg: ModelConfig, vcfg: ModelConfig,
+                   train_max_steps: int) -> dict[str, Any]:
     """Fine-tune the revision model, sample its chains, and score every (budget, chain length) split."""
     rc = cfg.revisions
-    solved = train_pool[: cfg.verifier.train_problems]
-    chains = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed)
-    targets = "own samples"
+
+    def chains_of(reference: bool) -> list[tuple[Problem, list[str], str]]:
+        # The revision model writes solutions, so like the policy it learns only the training lengths: what it
+        # writes beyond them is revision, not fine-tuning on the test's lengths.
+        return [c for c in revision.revision_chains(train_pool, vrows, rc.context_attempts, cfg.seed, reference)
+                if c[0].length <= train_max_steps]
+
+    chains, targets = chains_of(reference=False), "own samples"
     if len(chains) < rc.batch_size:  # not one batch of chains: Snell et al.'s recipe has too little to train on
         log.warning("the policy solved %d training problems: its revision model trains on worked solutions",
                     len(chains))
-        chains, targets = revision.revision_chains(solved, vrows, rc.context_attempts, cfg.seed, reference=True), (
-            "worked solutions")
+        chains, targets = chains_of(reference=True), "worked solutions"
     reviser = revision.fine_tune(policy, chains, rc.steps, rc.lr, rc.batch_size, model_cfg, cfg.seed)
     longest = max(rc.budgets)
     num_problems = len(problems)
@@ -315,8 +332,10 @@ def revision_study(policy: Policy, prm: TrainedVerifier, problems: list[Problem]
                 acc["process"].setdefault(key, {})[str(n)] = hits[:, 1]
                 chain_cost = np.mean([revision.chain_flops(model_cfg, prompt_len, p.completion_chars, s,
                                                            rc.context_attempts) for p in problems])
-                verify = (np.mean([scoring_flops(vcfg, prompt_len, p.completion_chars, n) for p in problems])
-                          if how != "majority" else 0.0)
+                verify = (np.mean([scoring_flops(vcfg, prompt_len, p.completion_chars, n, None)
+                                   + (n * decode_flops(model_cfg, 0, prompt_len + p.completion_chars, 1)
+                                      if cfg.verifier.likelihood else 0.0)  # the policy re-reads the reviser's text
+                                   for p in problems]) if how != "majority" else 0.0)
                 flops.setdefault(key, {})[str(n)] = float(chain_cost * (n // s) + verify)
             s *= 2
     by_attempt = process_ok.mean(1).mean(0)  # pass@1 at each revision step, averaged over chains and problems
@@ -342,7 +361,7 @@ def measured(run_dir: Path, problems: list[Problem], pool: list[Problem], cfg: T
         log.info("test-time study of %s: measured before (%s)", run_dir.name, path)
         with open(path, "rb") as f:
             return pickle.load(f)  # the study's own output, written below
-    record = study_model(run_dir, problems, pool, cfg, out_dir, device)
+    record = study_model(run_dir, problems, pool, cfg, task.max_steps, out_dir, device)
     path.parent.mkdir(exist_ok=True)
     with open(path.with_suffix(".tmp"), "wb") as f:
         pickle.dump(record, f)
@@ -357,7 +376,7 @@ def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[st
     if device == "cpu":
         torch.set_num_threads(1)
     problems = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
-    pool = generate(cfg.verifier.train_problems, task.min_steps, task.max_steps, task.modulus,
+    pool = generate(cfg.verifier.train_problems, task.min_steps, task.test_max_steps, task.modulus,
                     seed=task.seed + 424242, exclude=frozenset(p.key for p in problems))
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]

@@ -9,6 +9,11 @@ training problems (disjoint from the test problems) with labels from the exact c
 
 The PRM scores every line; a sample's score aggregates them by the last line, the minimum or the product (Snell et
 al. 2024, App. D, found "last" best for their PRM).
+
+A verifier may also read, with each token, the log-probability the policy gave it (``likelihood``). A policy's errors
+at a temperature above 0 are mostly characters it thought unlikely, and the sampler has computed each token's
+probability anyway; a verifier that sees only the text must relearn the policy's computation to tell, which at the
+default study's sizes it does not (measured in the README's test-time section).
 """
 
 from __future__ import annotations
@@ -79,21 +84,40 @@ def verifier_shape(policy_cfg: ModelConfig, init: str, params_fraction: float, a
     return dataclasses.replace(policy_cfg, num_layers=policy_cfg.num_layers + added_layers)
 
 
+@torch.no_grad()
+def token_logprobs(policy: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """log p(token t | tokens before t) under the policy at every position (0 at the first, which nothing
+    predicts): what the sampler computed as it wrote or fed each token."""
+    logp = torch.log_softmax(policy(input_ids=ids).logits.float(), -1)
+    out = torch.zeros(ids.shape, device=ids.device)
+    out[:, 1:] = logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return out
+
+
 class Verifier(nn.Module):
-    def __init__(self, trunk: nn.Module, d_model: int) -> None:
+    def __init__(self, trunk: nn.Module, d_model: int, likelihood: bool) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = nn.Linear(d_model, 1)
+        # Each token's embedding gains its log-probability under the policy times this vector; zero at the start,
+        # so the trunk begins as it was.
+        self.likelihood = nn.Parameter(torch.zeros(d_model)) if likelihood else None
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """A logit per position, shape (batch, seq)."""
-        return self.head(self.trunk(input_ids=ids).last_hidden_state).squeeze(-1)
+    def forward(self, ids: torch.Tensor, logprobs: torch.Tensor | None) -> torch.Tensor:
+        """A logit per position, shape (batch, seq); ``logprobs`` from ``token_logprobs`` when the verifier reads
+        the policy's likelihood."""
+        x = self.trunk.get_input_embeddings()(ids)
+        if self.likelihood is not None:
+            x = x + logprobs[..., None] * self.likelihood
+        return self.head(self.trunk(inputs_embeds=x).last_hidden_state).squeeze(-1)
 
 
 @dataclass
 class TrainedVerifier:
     kind: str
     model: Verifier
+    policy: nn.Module
+    """The language model whose samples the verifier judges (the source of their log-probabilities)."""
     train_flops: float
     train_seconds: float
 
@@ -102,17 +126,20 @@ class TrainedVerifier:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        ids = ids.to(self.device)
+        reads = self.model.likelihood is not None
+        return self.model(ids, token_logprobs(self.policy, ids) if reads else None)
+
     def score(self, ids: torch.Tensor) -> torch.Tensor:
         """Probability of "correct" at the last position of each row (the end of its last complete line)."""
-        self.model.eval()
-        return torch.sigmoid(self.model(ids.to(self.device))[:, -1]).float().cpu()
+        return torch.sigmoid(self.logits(ids)[:, -1]).float().cpu()
 
-    @torch.no_grad()
     def line_scores(self, ids: torch.Tensor, text: str) -> torch.Tensor:
         """Probability of "correct so far" at every line end of the completion (rows of one layout, ``text`` one
         of them: prompt + completion)."""
-        self.model.eval()
-        return torch.sigmoid(self.model(ids.to(self.device))[:, line_ends(text)]).float().cpu()
+        return torch.sigmoid(self.logits(ids)[:, line_ends(text)]).float().cpu()
 
 
 def line_ends(text: str) -> list[int]:
@@ -135,25 +162,29 @@ def labels_for(ids: torch.Tensor, rows: list[dict], kind: str) -> torch.Tensor:
 
 
 def train_verifier(kind: str, batches: list[tuple[torch.Tensor, torch.Tensor]], trunk: nn.Module, cfg: ModelConfig,
-                   steps: int, lr: float, seed: int, device: str = "cpu") -> TrainedVerifier:
-    """Train ``trunk`` (of shape ``cfg``) and a fresh head on (ids, targets) batches (one layout each), cycling
-    through them for ``steps`` steps."""
+                   policy: nn.Module, likelihood: bool, steps: int, lr: float, seed: int,
+                   device: str = "cpu") -> TrainedVerifier:
+    """Train ``trunk`` (of shape ``cfg``) and a fresh head on (ids, targets) batches (one layout each) of
+    ``policy``'s samples, cycling through them for ``steps`` steps; with ``likelihood`` the verifier also reads
+    each token's log-probability under ``policy``."""
     torch.manual_seed(seed)
-    model = Verifier(trunk, cfg.d_model).to(device)
+    model = Verifier(trunk, cfg.d_model, likelihood).to(device)
+    batches = [(ids.to(device), target.to(device)) for ids, target in batches]
+    logprobs = [token_logprobs(policy, ids) if likelihood else None for ids, _ in batches]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start, tokens = time.perf_counter(), 0
     order = torch.randperm(len(batches))
     for step in range(steps):
-        ids, target = (t.to(device) for t in batches[int(order[step % len(batches)])])
-        mask = ~torch.isnan(target)
-        logits = model(ids)
+        b = int(order[step % len(batches)])
+        (ids, target), mask = batches[b], ~torch.isnan(batches[b][1])
+        logits = model(ids, logprobs[b])
         loss = F.binary_cross_entropy_with_logits(logits[mask], target[mask])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += ids.numel()
     # Training cost under the 6·N convention (forward + backward); N = the trunk's blocks and the scalar head (the
-    # verifier never runs the language-model head).
+    # verifier never runs the language-model head). The log-probabilities are the sampler's, computed as it wrote.
     flops = 6.0 * (count_params(cfg).non_embedding + cfg.d_model) * tokens
-    return TrainedVerifier(kind=kind, model=model.eval(), train_flops=flops,
+    return TrainedVerifier(kind=kind, model=model.eval(), policy=policy, train_flops=flops,
                            train_seconds=time.perf_counter() - start)
