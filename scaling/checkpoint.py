@@ -4,6 +4,11 @@ Layout under a run directory: ``checkpoints/step-000120.pt``, and ``branch_point
 kept after the run ends because cooldown branches start from them (``checkpoint.branch_steps``). A file only
 appears under its final name after it was fully written and fsynced (see :func:`scaling.io.atomic_write`), so the
 newest name is always a complete checkpoint; a crash mid-write leaves only a temporary file, which is ignored.
+
+An FSDP2 run on several ranks keeps its model and optimizer state sharded: every rank writes its part to
+``checkpoints/step-000120.dcp/`` (``torch.distributed.checkpoint``), and only then does rank 0 write
+``step-000120.pt`` with the rest of the state and the directory's name under ``shards``; the ``.pt`` file still
+marks the checkpoint complete. Branch points stay whole files: other runs start from them.
 """
 
 from __future__ import annotations
@@ -32,10 +37,21 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def shard_dir(run_dir: Path, step: int) -> Path:
+    """Where the ranks write the shards of the checkpoint at ``step`` (before :func:`save` writes its file)."""
+    return checkpoint_dir(run_dir) / f"step-{step:08d}.dcp"
+
+
 def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     path = _write(checkpoint_dir(run_dir) / f"step-{step:08d}.pt", state)
-    for old in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[:-keep_last]:
-        old.unlink(missing_ok=True)
+    kept = {p.stem for p in sorted(checkpoint_dir(run_dir).glob("step-*.pt"))[-keep_last:]}
+    for old in checkpoint_dir(run_dir).glob("step-*"):
+        if old.stem in kept:
+            continue
+        if old.is_dir():  # shards: of an older checkpoint, or of a save killed before its file was written
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -61,6 +77,11 @@ def remove_all(run_dir: Path) -> None:
 def latest(run_dir: Path) -> Path | None:
     found = sorted(checkpoint_dir(run_dir).glob("step-*.pt"))
     return found[-1] if found else None
+
+
+def shards_of(path: Path, state: dict[str, Any]) -> Path | None:
+    """The directory of a sharded checkpoint's model and optimizer state (None: the file holds them)."""
+    return path.parent / state["shards"] if "shards" in state else None
 
 
 def load(path: Path, expected_run_id: str) -> dict[str, Any]:

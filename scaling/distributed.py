@@ -4,7 +4,9 @@ A run started by ``torchrun --nproc_per_node=K`` (or ``python -m torch.distribut
 and LOCAL_RANK in its environment; without them it is one process and nothing here changes anything. Everything
 is PyTorch's own: ``torch.distributed`` process groups (gloo on CPU, NCCL on GPUs), ``DistributedDataParallel``
 for models that fit on one device, FSDP2's ``fully_shard`` (one unit per block, then the root) for those that do
-not, and ``torch.distributed.checkpoint.state_dict`` to gather and scatter full states for checkpoints.
+not, and ``torch.distributed.checkpoint``: each rank of an FSDP2 run writes and reads its own shards of a
+checkpoint (resharded on load to any number of ranks); other runs gather full states through its ``state_dict``
+helpers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -42,7 +45,7 @@ def from_environment() -> Ranks:
 def check(cfg: TrainConfig, ranks: Ranks) -> None:
     """What a run on several ranks needs of its config: the global batch splits into whole micro-batches per rank
     (each rank accumulates the same number), and no fp16 under FSDP2 (its loss scaling needs a sharded scaler)."""
-    if ranks.world > 1 and cfg.run.parallel == "fsdp" and cfg.precision.dtype == "fp16":
+    if shards_model(cfg.run.parallel, ranks) and cfg.precision.dtype == "fp16":
         raise ConfigError("precision.dtype", "fp16 under FSDP2 is not supported", "precision=bf16, or run.parallel=ddp")
     accum = cfg.grad_accum_steps
     if accum % ranks.world:
@@ -102,7 +105,7 @@ def wrap(model: nn.Module, parallel: str, ranks: Ranks, device: torch.device,
 
 def autocast_dtype(parallel: str, ranks: Ranks, dtype: torch.dtype | None) -> torch.dtype | None:
     """The dtype to autocast to: none under FSDP2, whose policy already computes in ``dtype``."""
-    return None if ranks.world > 1 and parallel == "fsdp" else dtype
+    return None if shards_model(parallel, ranks) else dtype
 
 
 @contextlib.contextmanager
@@ -142,6 +145,32 @@ def gather_objects(obj: Any, ranks: Ranks) -> list[Any]:
     out: list[Any] = [None] * ranks.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def shards_model(parallel: str, ranks: Ranks) -> bool:
+    """FSDP2 on several ranks: no rank holds the whole model."""
+    return ranks.world > 1 and parallel == "fsdp"
+
+
+def save_shards(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Each rank writes its shards of the model and optimizer state under ``path`` (a directory), and rank 0 the
+    metadata, last; collective: when it returns, every rank's part is on disk."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=path)
+
+
+def load_shards(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """The inverse of :func:`save_shards` on any number of ranks, FSDP2 or not: each rank reads what it holds."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -224,7 +224,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
     torch.manual_seed(cfg.seed)  # every rank draws the same initial model
     model = GPT(cfg.model).to(device)
     parallel = distributed.wrap(model, cfg.run.parallel, ranks, device, dtype)
-    optimizer = build_optimizer(model, cfg.optim, device, fused=not (ranks.world > 1 and cfg.run.parallel == "fsdp"))
+    optimizer = build_optimizer(model, cfg.optim, device, fused=not distributed.shards_model(cfg.run.parallel, ranks))
     cast = distributed.autocast_dtype(cfg.run.parallel, ranks, dtype)  # None where FSDP2's policy casts instead
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     step_model = torch.compile(parallel) if cfg.run.compile else parallel
@@ -252,7 +252,11 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
         state["wallclock_s"] = 0.0  # the branch's own time; the trunk's part is in the trunk's summary
         log.info("branch of run %s: starting from its step %d", cfg.branch.trunk, cfg.branch.step)
     if state is not None:
-        distributed.load_full_state(parallel, optimizer, state["model"], state["optimizer"])
+        shards = checkpoint.shards_of(ckpt, state)
+        if shards is None:
+            distributed.load_full_state(parallel, optimizer, state["model"], state["optimizer"])
+        else:
+            distributed.load_shards(parallel, optimizer, shards)
         scaler.load_state_dict(state["scaler"])
         checkpoint.restore_rng(state, device, ranks.rank)
         elapsed_before = float(state["wallclock_s"])
@@ -280,14 +284,14 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
         tokens = at_step * tokens_per_step
         return {"step": at_step, "tokens": tokens, **{f"flops_{c}": tokens * f for c, f in fpt.items()}}
 
-    def checkpoint_state() -> dict[str, Any] | None:
-        """The resumable state, on rank 0 (None on the others); collective: every rank calls it."""
-        model_state, optimizer_state = distributed.full_state(parallel, optimizer)
+    def checkpoint_state(whole: bool) -> dict[str, Any] | None:
+        """The resumable state, on rank 0 (None on the others), with the model and optimizer gathered when
+        ``whole``; collective: every rank calls it."""
+        weights = dict(zip(("model", "optimizer"), distributed.full_state(parallel, optimizer))) if whole else {}
         rng = distributed.gather_objects(checkpoint.rng_state(device), ranks)
         if not ranks.main:
             return None
-        return {"run_id": rid, "step": step, "model": model_state, "optimizer": optimizer_state,
-                 "scaler": scaler.state_dict(), **checkpoint.rng_states(rng),
+        return {"run_id": rid, "step": step, **weights, "scaler": scaler.state_dict(), **checkpoint.rng_states(rng),
                  "wallclock_s": elapsed_before + time.time() - start_time,
                  "tokens": step * tokens_per_step, "flops": {c: f * step * tokens_per_step for c, f in fpt.items()},
                  "val_losses": list(val_losses), "best_loss": best_loss, "last_good_step": last_good_step,
@@ -296,9 +300,13 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
                  "last_val_source_losses": list((last_eval.get("val_loss_by_source") or {}).values())}
 
     def save_checkpoint() -> None:
-        state = checkpoint_state()
+        sharded = distributed.shards_model(cfg.run.parallel, ranks)
+        if sharded:  # every rank writes its shards first; the file that marks the checkpoint complete comes last
+            distributed.save_shards(parallel, optimizer, checkpoint.shard_dir(run_dir, step))
+        state = checkpoint_state(whole=not sharded)
         if state is not None:
-            checkpoint.save(run_dir, step, state, cfg.checkpoint.keep_last)
+            shards = {"shards": checkpoint.shard_dir(run_dir, step).name} if sharded else {}
+            checkpoint.save(run_dir, step, {**state, **shards}, cfg.checkpoint.keep_last)
 
     log.info("run %s: %d steps of %d tokens (%d x %d x %d), %s params non-embedding, device %s, %s",
              rid, num_steps, tokens_per_step, accum, mb, cfg.model.seq_len, f"{params.non_embedding:,}", device,
@@ -371,7 +379,7 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
             if step in cfg.checkpoint.branch_steps:  # before a stop can end the run at this very step
                 _synchronize(device)
                 checkpoint_start = time.perf_counter()
-                state = checkpoint_state()
+                state = checkpoint_state(whole=True)
                 if state is not None:
                     checkpoint.save_branch_point(run_dir, step, state)
                 del state
@@ -427,7 +435,7 @@ def _local(value: torch.Tensor) -> torch.Tensor:
 
 def _whole_model(cfg: TrainConfig, parallel: torch.nn.Module, model: GPT, ranks: distributed.Ranks) -> GPT:
     """The trained model with every weight on rank 0 (for the export): itself unless FSDP2 sharded it."""
-    if ranks.world == 1 or cfg.run.parallel != "fsdp":
+    if not distributed.shards_model(cfg.run.parallel, ranks):
         return model
     state = distributed.full_model_state(parallel)
     whole = GPT(cfg.model)

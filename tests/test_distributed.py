@@ -132,11 +132,23 @@ def test_a_killed_ddp_run_resumes_bit_identically(tmp_path, two_ranks, how):
     assert all((ours[k] == theirs[k]).all() for k in theirs)
 
 
-@pytest.mark.slow
-def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path, one_rank):
+def _sharded_checkpoint(run_dir: Path) -> None:
+    """The newest checkpoint keeps the model and optimizer as each rank's shards, beside a file without them."""
+    import torch
+
+    latest = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1]
+    state = torch.load(latest, weights_only=True)
+    assert "model" not in state and "optimizer" not in state
+    shards = latest.parent / state["shards"]
+    assert {p.name for p in shards.iterdir()} >= {".metadata", "__0_0.distcp", "__1_0.distcp"}
+
+
+@pytest.mark.parametrize("ranks", [2, pytest.param(1, marks=pytest.mark.slow)])
+def test_a_killed_fsdp_run_resumes_from_its_shards_on_any_number_of_ranks(tmp_path, one_rank, ranks):
     out = tmp_path / "runs"
     _kill_at(out, 11, torchrun(out, "run.parallel=fsdp", wait=False), signal.SIGKILL)
-    torchrun(out, ranks=1)
+    _sharded_checkpoint(only_run(out))
+    torchrun(out, "run.parallel=fsdp", ranks=ranks)
     assert "resuming run" in (only_run(out) / "train.log").read_text()
     assert close(losses(only_run(out)), losses(one_rank), rel=1e-5)
 

@@ -35,6 +35,20 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [good.name]
 
 
+def test_shards_go_with_their_checkpoint_and_a_killed_saves_shards_are_cleared(tmp_path):
+    for step in (1, 2):  # sharded checkpoints: the ranks' directory, then the file naming it
+        checkpoint.shard_dir(tmp_path, step).mkdir(parents=True)
+        checkpoint.save(tmp_path, step, {"run_id": "abc", "shards": checkpoint.shard_dir(tmp_path, step).name}, 2)
+    checkpoint.shard_dir(tmp_path, 3).mkdir()  # a save killed after the shards, before its file
+    newest = checkpoint.save(tmp_path, 4, {"run_id": "abc", "x": torch.ones(1)}, keep_last=2)
+    assert checkpoint.latest(tmp_path) == newest
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-00000002.dcp", "step-00000002.pt", "step-00000004.pt"]
+    kept = tmp_path / "checkpoints" / "step-00000002.pt"
+    assert checkpoint.shards_of(kept, checkpoint.load(kept, "abc")) == checkpoint.shard_dir(tmp_path, 2)
+    assert checkpoint.shards_of(newest, checkpoint.load(newest, "abc")) is None
+
+
 @pytest.mark.parametrize("content", ["null", "{}", '{"status": "finished"}', "[1, 2]"])
 def test_a_summary_that_is_not_a_summary_never_counts_as_finished(tmp_path, content):
     cfg, raw = make_config(tmp_path)
