@@ -48,7 +48,7 @@ def run() -> dict:
         for _ in range(ROUNDS):
             for procs in (1, cores):
                 start = time.perf_counter()
-                encode_blocks(staged, tokenizer_file, Path(tmp) / "out.bin", procs, 0)
+                encode_blocks(staged, tokenizer_file, Path(tmp) / "out", procs, 0)
                 times[f"encoder_{procs}_process{'es' if procs > 1 else ''}"].append(time.perf_counter() - start)
             start = time.perf_counter()
             tokenizer.encode_batch(blocks)

@@ -5,9 +5,11 @@ text/json/parquet files, or a hub dataset), cut into blocks of about ``BLOCK_CHA
 line boundaries, and each block goes to the validation split when a hash of its text falls below
 ``val_fraction`` — so the split is a fixed function of the text, identical for every run with the same data
 config. A byte-level BPE (or the raw bytes) is trained on the training blocks only (at most
-``TOKENIZER_SAMPLE_CHARS`` of them), both splits are tokenized once into ``train.bin`` / ``val.bin`` (uint16), the
-source of every validation token span is recorded in ``val_sources.json`` (the corpus's top-level sources, e.g.
-shakespeare / kjv / austen), and ``meta.json`` is written last to mark the cache complete.
+``TOKENIZER_SAMPLE_CHARS`` of them), both splits are tokenized once into token files (uint16) of at most
+``SHARD_TOKENS`` tokens each (``train-00000.bin``, ``train-00001.bin``, …, ``val-00000.bin``), which a run maps
+into memory and reads as one sequence (:class:`TokenShards`), the source of every validation token span is
+recorded in ``val_sources.json`` (the corpus's top-level sources, e.g. shakespeare / kjv / austen), and
+``meta.json`` is written last to mark the cache complete.
 
 A corpus larger than memory streams: blocks go to staging files on disk as they are read, and ``data.num_proc``
 worker processes encode them chunk by chunk, in order, straight into the token files, with a progress bar.
@@ -33,7 +35,7 @@ from filelock import FileLock
 
 from scaling.config import DataConfig, TaskConfig
 from scaling.errors import UserError
-from scaling.io import atomic_write, atomic_write_json, atomic_write_text, files_fingerprint, read_json
+from scaling.io import atomic_write_json, atomic_write_text, files_fingerprint, read_json
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ TOKENIZER_SAMPLE_CHARS = 2**28  # the BPE learns from at most 256M characters of
 ENCODE_CHUNK_BLOCKS = 256  # blocks per unit of work of an encoding process (about 1 MB of text)
 EOT = "<|endoftext|>"
 FORMATS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-CACHE_FORMAT = 2
+SHARD_TOKENS = 2**28  # tokens per token file (512 MB): a large corpus's files copy, stage and stream in parts
+CACHE_FORMAT = 3
 EVAL_SEED = 0  # the evaluation sample is a function of the validation split alone: identical across runs
 
 
@@ -61,11 +64,43 @@ def register_task(name: str, corpus: TaskCorpus) -> None:
     TASK_CORPORA[name] = corpus
 
 
+class TokenShards:
+    """One split's token files read as one sequence of tokens: its length, and slices across file boundaries."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def size(self) -> int:
+        return len(self)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("token shards are read in contiguous slices")
+        pieces = []
+        part = int(np.searchsorted(self.starts, start, side="right")) - 1
+        while start < stop:
+            offset = start - int(self.starts[part])
+            piece = self.parts[part][offset: offset + stop - start]
+            pieces.append(piece)
+            start, part = start + len(piece), part + 1
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        whole = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.uint16)
+        return whole if dtype is None else whole.astype(dtype)
+
+
 @dataclass(frozen=True)
 class TokenData:
     directory: Path
-    train: np.ndarray
-    val: np.ndarray
+    train: TokenShards
+    val: TokenShards
     vocab_size: int
     tokenizer_file: Path
     eos_token: str | None
@@ -283,17 +318,18 @@ def _build(cfg: DataConfig, root: Path, directory: Path) -> None:
     tokenizer = train_tokenizer(sample, cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
     del sample
     tokenizer.save(str(directory / "tokenizer.json"))
-    counts = {}
+    counts, shards = {}, {}
     for split in ("train", "val"):
-        lengths = encode_blocks(staging[split], directory / "tokenizer.json", directory / f"{split}.bin",
-                                cfg.num_proc or os.cpu_count() or 1, chars[split], desc=f"tokenizing {split}")
+        lengths, shards[split] = encode_blocks(staging[split], directory / "tokenizer.json", directory / split,
+                                               cfg.num_proc or os.cpu_count() or 1, chars[split],
+                                               desc=f"tokenizing {split}")
         counts[split] = int(sum(lengths))
         staging[split].unlink()
         if split == "val":
             atomic_write_json(directory / "val_sources.json", _source_spans(val_block_sources, lengths))
     atomic_write_json(directory / "meta.json", {
         "format": CACHE_FORMAT, "vocab_size": tokenizer.get_vocab_size(), "dtype": "uint16",
-        "eos_token": eot or None, "num_tokens": counts, "source": cfg.source,
+        "eos_token": eot or None, "num_tokens": counts, "shards": shards, "source": cfg.source,
     })
     log.info("token cache ready: %d train / %d val tokens, vocab %d", counts["train"], counts["val"],
              tokenizer.get_vocab_size())
@@ -342,11 +378,41 @@ def _encode_chunk(blocks: list[str]) -> tuple[bytes, list[int], int]:
     return ids.tobytes(), [len(ids) for ids in encoded], sum(map(len, blocks))
 
 
-def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_file: Path, num_proc: int, total_chars: int,
-                  desc: str = "tokenizing") -> list[int]:
+class _ShardWriter:
+    """Token bytes into ``<prefix>-00000.bin``, ``<prefix>-00001.bin``, … of ``SHARD_TOKENS`` tokens each (the last
+    shorter), each fsynced when full."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix, self.names, self.file, self.filled = prefix, [], None, 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while len(view):
+            if self.file is None or self.filled == SHARD_TOKENS:
+                self._next()
+            take = min(len(view) // 2, SHARD_TOKENS - self.filled)
+            self.file.write(view[: 2 * take])
+            self.filled, view = self.filled + take, view[2 * take:]
+
+    def _next(self) -> None:
+        self.close()
+        self.names.append(f"{self.prefix.name}-{len(self.names):05d}.bin")
+        self.file, self.filled = open(self.prefix.parent / self.names[-1], "wb"), 0
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+
+
+def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_prefix: Path, num_proc: int, total_chars: int,
+                  desc: str = "tokenizing") -> tuple[list[int], list[str]]:
     """Encode the blocks of ``blocks_file`` (one JSON string per line) with ``num_proc`` processes, chunk by chunk
-    and in order, into ``out_file`` (uint16, written atomically); returns each block's token count. Memory holds a
-    few chunks whatever the corpus's size."""
+    and in order, into token files ``<out_prefix>-NNNNN.bin`` (uint16; the cache's ``meta.json``, written after,
+    marks them complete); returns each block's token count and the files' names. Memory holds a few chunks
+    whatever the corpus's size."""
     import multiprocessing
 
     from tqdm import tqdm
@@ -354,28 +420,25 @@ def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_file: Path, num_p
     lengths: list[int] = []
     bar = tqdm(total=total_chars, unit="char", unit_scale=True, desc=desc, mininterval=0.5 if os.isatty(2) else 10.0,
                disable=total_chars < 2**24)  # a bar for corpora that take a while (16M characters and up)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as out:
-            if num_proc == 1:
-                _load_tokenizer(str(tokenizer_file), one_thread=False)
-                results = map(_encode_chunk, _chunks(blocks_file))
-                pool = None
-            else:
-                pool = multiprocessing.get_context("spawn").Pool(num_proc, _load_tokenizer, (str(tokenizer_file),))
-                results = pool.imap(_encode_chunk, _chunks(blocks_file), chunksize=1)
-            try:
-                for data, block_lengths, chars in results:
-                    out.write(data)
-                    lengths.extend(block_lengths)
-                    bar.update(chars)
-            finally:
-                if pool is not None:
-                    pool.terminate()
-
-    atomic_write(out_file, write)
+    out = _ShardWriter(out_prefix)
+    if num_proc == 1:
+        _load_tokenizer(str(tokenizer_file), one_thread=False)
+        results = map(_encode_chunk, _chunks(blocks_file))
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(num_proc, _load_tokenizer, (str(tokenizer_file),))
+        results = pool.imap(_encode_chunk, _chunks(blocks_file), chunksize=1)
+    try:
+        for data, block_lengths, chars in results:
+            out.write(data)
+            lengths.extend(block_lengths)
+            bar.update(chars)
+    finally:
+        out.close()
+        if pool is not None:
+            pool.terminate()
     bar.close()
-    return lengths
+    return lengths, out.names
 
 
 def _open(directory: Path) -> TokenData:
@@ -383,11 +446,12 @@ def _open(directory: Path) -> TokenData:
     if meta.get("format") != CACHE_FORMAT:
         raise DataError(f"{directory}: token cache format {meta.get('format')} is not {CACHE_FORMAT} "
                         "(fix: delete the directory to rebuild it)")
-    train, val = (np.memmap(directory / f"{s}.bin", dtype=np.uint16, mode="r") for s in ("train", "val"))
-    for split, arr in (("train", train), ("val", val)):
-        if arr.size != meta["num_tokens"][split]:
-            raise DataError(f"{directory}/{split}.bin is truncated ({arr.size} of {meta['num_tokens'][split]} "
-                            "tokens) (fix: delete the directory to rebuild it)")
+    train, val = (TokenShards([np.memmap(directory / name, dtype=np.uint16, mode="r") for name in meta["shards"][s]])
+                  for s in ("train", "val"))
+    for split, tokens in (("train", train), ("val", val)):
+        if len(tokens) != meta["num_tokens"][split]:
+            raise DataError(f"{directory}: the {split} token files are truncated ({len(tokens)} of "
+                            f"{meta['num_tokens'][split]} tokens) (fix: delete the directory to rebuild it)")
     spans = [(str(name), int(start)) for name, start in read_json(directory / "val_sources.json")]
     return TokenData(directory=directory, train=train, val=val, vocab_size=int(meta["vocab_size"]),
                      tokenizer_file=directory / "tokenizer.json", eos_token=meta["eos_token"], val_sources=spans)

@@ -37,9 +37,9 @@ def test_local_files_build_once_and_split_deterministically(tmp_path, suffix):
                       tokenizer={"kind": "bpe", "vocab_size": 400})
     data = prepare(cfg)
     assert data.train.size > 0 and data.val.size > 0
-    mtime = (data.directory / "train.bin").stat().st_mtime_ns
+    mtime = (data.directory / "train-00000.bin").stat().st_mtime_ns
     again = prepare(cfg)
-    assert (again.directory / "train.bin").stat().st_mtime_ns == mtime  # cached, not rebuilt
+    assert (again.directory / "train-00000.bin").stat().st_mtime_ns == mtime  # cached, not rebuilt
     assert np.array_equal(again.val, data.val)
 
 
@@ -48,7 +48,7 @@ def test_bytes_tokenizer_has_256_ids(tmp_path):
     path.write_text(TEXT)
     cfg = data_config(tmp_path, source="files", paths=[str(path)], tokenizer={"kind": "bytes", "vocab_size": 256})
     data = prepare(cfg)
-    assert data.vocab_size == 256 and int(data.train.max()) < 256
+    assert data.vocab_size == 256 and int(np.asarray(data.train).max()) < 256
 
 
 def test_missing_and_empty_corpus_are_clear_errors(tmp_path):
@@ -113,6 +113,28 @@ def test_parallel_encoding_writes_the_tokens_one_process_writes(tmp_path, monkey
     # The tokens are the tokenizer's own: the blocks, re-read and encoded in one call, give the same ids.
     tokenizer = Tokenizer.from_file(str(two.directory / "tokenizer.json"))
     assert tokenizer.decode(list(map(int, two.val[:200]))) in TEXT * 3
+
+
+def test_token_files_in_shards_read_as_one_sequence(tmp_path, monkeypatch):
+    import scaling.data as data_module
+
+    path = tmp_path / "c.txt"
+    path.write_text(TEXT * 3)
+    built = {}
+    for shard_tokens in (2**28, 997):  # one file per split, or many (997: windows straddle file boundaries)
+        monkeypatch.setattr(data_module, "SHARD_TOKENS", shard_tokens)
+        cfg = data_config(tmp_path / str(shard_tokens), source="files", paths=[str(path)], num_proc=2,
+                          val_fraction=0.1, tokenizer={"kind": "bpe", "vocab_size": 400})
+        built[shard_tokens] = prepare(cfg)
+    whole, sharded = built[2**28], built[997]
+    files = sorted(p.name for p in sharded.directory.glob("train-*.bin"))
+    assert len(files) == -(-len(whole.train) // 997) > 2 and len(list(whole.directory.glob("train-*.bin"))) == 1
+    assert all((sharded.directory / f).stat().st_size == 2 * 997 for f in files[:-1])
+    assert np.array_equal(whole.train, sharded.train) and np.array_equal(whole.val, sharded.val)
+    a, b = (BatchSampler(d.train, 64, seed=3) for d in (whole, sharded))
+    assert np.array_equal(a.batch(0, 40), b.batch(0, 40))
+    assert np.array_equal(*(eval_sequences(d.val, 32, 2048).sequences for d in (whole, sharded)))
+    assert np.array_equal(sharded.train[990:1010], np.asarray(whole.train)[990:1010])  # across a file boundary
 
 
 def test_ranks_read_disjoint_micro_batches_that_together_are_the_one_rank_batch():
