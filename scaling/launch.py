@@ -494,8 +494,9 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
         return "\n".join(lines)
     lines += [
         f"# {ranks} ranks: one torchrun per node ({per_node} ranks each) meeting at the first node; each rank uses",
-        f"# {int(cfg.cpus_per_task)} CPU threads. A stop signal reaches every rank as SIGTERM (torchrun passes it",
-        "# on); the task requeues when the run was stopped before it finished.",
+        f"# {int(cfg.cpus_per_task)} CPU threads. A stop signal goes to the step's tasks through scancel (srun itself",
+        "# would end the step at once) and torchrun passes it on to every rank as SIGTERM; the task requeues when",
+        "# the run was stopped before it finished.",
         'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         "PORT=$((20000 + SLURM_JOB_ID % 20000))",
         f"srun --kill-on-bad-exit=1 {shlex.quote(sys.executable)} -m torch.distributed.run --nnodes=$SLURM_NNODES "
@@ -503,7 +504,7 @@ def render_sbatch(sweep_dir: Path, name: str, point_ids: list[str], cfg: SlurmLa
         f"{train} run.num_threads={int(cfg.cpus_per_task)} &",
         "CHILD=$!",
         "STOPPED=0",
-        "trap 'STOPPED=1; kill -TERM $CHILD' USR1 TERM",
+        "trap 'STOPPED=1; scancel --signal=TERM \"${SLURM_JOB_ID}.0\"' USR1 TERM",
         "wait $CHILD; RC=$?",
         "while kill -0 $CHILD 2>/dev/null; do wait $CHILD; RC=$?; done",
         'if [ $STOPPED -eq 1 ] && [ ! -f "runs/$POINT/summary.json" ]; then '

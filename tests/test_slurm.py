@@ -54,16 +54,19 @@ def test_sbatch_values_cannot_inject_shell(tmp_path):
 
 
 @pytest.mark.slow  # nearly three minutes of Slurm's own kill and requeue delays
-def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm, ranks):
     """Slurm's warning signal before a time limit (SIGUSR1 to the batch script, as `--signal=B:USR1@N` sends it):
-    the run checkpoints and exits 3, the task requeues itself and resumes where it stopped."""
+    the run checkpoints and exits 3, the task requeues itself and resumes where it stopped; a point of two ranks
+    (srun + torchrun) the same way, every rank stopped and resumed."""
     import json
     import subprocess
     import time
 
     args = [f"sweep.out_dir={tmp_path}", "sweep.name=pre", *SLURM_TINY, "grid.sizes=[{name: null, num_layers: 2, "
             "d_model: 64, num_heads: 2}]", "grid.budgets_tokens=[409600]", "checkpoint.interval_steps=0",
-            "run.log_interval_steps=1", "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=1"]
+            "run.log_interval_steps=1", "launcher=slurm", "launcher.wait=true", "launcher.poll_interval_s=1",
+            *(["grid.ranks.large_params=1", f"grid.ranks.large_per_point={ranks}"] if ranks > 1 else [])]
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], cwd=ROOT, env=slurm.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sweep = tmp_path / "pre"
@@ -83,6 +86,8 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, slurm):
              if json.loads(line)["event"] == "train"]
     assert steps == list(range(1, 201))
     assert read_json(run_dir / "summary.json")["status"] == "finished"
+    if ranks > 1:
+        assert f"{ranks} ranks (ddp)" in (run_dir / "train.log").read_text()
 
 
 def test_gpu_array_script_is_accepted_by_slurm(tmp_path, slurm):
