@@ -7,7 +7,8 @@ Three kinds (``configs/grid/``):
   (Hoffmann et al. 2022, approach 2; budgets such as 1e17·2^k as in Porian et al. 2024). With
   ``sizes_per_budget`` each budget trains only that many consecutive sizes, centred on the size whose tokens per
   parameter is nearest ``center_tokens_per_param``, as Hoffmann et al. chose a window of sizes per budget: the
-  optimum moves with C, and every profile needs sizes on both sides of it;
+  optimum moves with C, and every profile needs sizes on both sides of it. The window is taken among the sizes
+  that train at least ``min_steps`` steps at that budget, so the largest sizes of a small budget drop out;
 * ``ladder``: sizes × multiples k of tokens per parameter, D = k · N_total (OLMo's model ladder; Hoffmann et al.
   counted every parameter, and their compute-optimal ratio is about k = 20).
 
@@ -136,7 +137,8 @@ class GridConfig:
     """Warmup steps = ceil(fraction · steps); null keeps optim.warmup_steps."""
     min_steps: int
     """Every point must train at least this many optimizer steps (a shorter run is mostly warmup, and its loss says
-    more about the schedule than about N and D); expansion fails naming the point otherwise."""
+    more about the schedule than about N and D). An isoflop window takes its sizes among those that reach it;
+    elsewhere expansion fails naming the point."""
     branched: bool
     """Per size and seed, one trunk to the largest budget and cooldown branches from it at every smaller budget
     (needs optim=adamw_wsd); false: every point trains from scratch."""
@@ -208,15 +210,23 @@ def _batch(batch_tokens: float, seq_len: int, micro_batch: int) -> tuple[int, in
     return sequences * seq_len, micro
 
 
-def _window(grid: GridConfig, size_index: int, tokens_per_param: list[float], budget_index: int) -> bool:
-    """Whether size ``size_index`` (sizes in order of N) trains at isoflop budget ``budget_index``."""
+def _window(grid: GridConfig, size_index: int, tokens_per_param: list[list[float]], budget_index: int,
+            long_enough: list[list[bool]]) -> bool:
+    """Whether size ``size_index`` (sizes in order of N) trains at isoflop budget ``budget_index``: one of the
+    ``sizes_per_budget`` consecutive sizes, among those that train at least ``min_steps`` steps at this budget,
+    centred on the ratio nearest ``center_tokens_per_param``."""
     if grid.sizes_per_budget is None:
         return True
     k = grid.sizes_per_budget
-    ratios = [r[budget_index] for r in tokens_per_param]
+    eligible = [i for i, ok in enumerate(long_enough) if ok[budget_index]]
+    if len(eligible) < 3:
+        raise ConfigError("grid.min_steps", f"only {len(eligible)} size(s) train {grid.min_steps} steps or more at "
+                          f"{grid.budgets_flops[budget_index]:g} FLOPs; a profile needs 3",
+                          "lower budget.batch_tokens or grid.min_steps, add smaller sizes, or raise the budget")
+    ratios = [tokens_per_param[i][budget_index] for i in eligible]
     center = min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / grid.center_tokens_per_param)))
     first = min(max(0, center - k // 2), max(0, len(ratios) - k))
-    return first <= size_index < first + k
+    return size_index in eligible[first:first + k]
 
 
 def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
@@ -228,6 +238,8 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
     sizes = sorted(zip(specs, models), key=lambda sm: count_params(sm[1]).total)
     isoflop_ratios = [[c / flops_per_token(m, grid.flop_convention) / count_params(m).total
                        for c in grid.budgets_flops] for _, m in sizes]
+    long_enough = [[_steps(grid, base_raw, s, m, c / flops_per_token(m, grid.flop_convention)) >= grid.min_steps
+                    for c in grid.budgets_flops] for s, m in sizes]
     points: list[GridPoint] = []
     for size_index, (size, model) in enumerate(sizes):
         n_total = count_params(model).total
@@ -236,7 +248,7 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
             budgets = [(float(t), {"budget_tokens": int(t)}) for t in grid.budgets_tokens]
         elif grid.kind == "isoflop":
             budgets = [(c / fpt, {"budget_flops": float(c)}) for j, c in enumerate(grid.budgets_flops)
-                       if _window(grid, size_index, isoflop_ratios, j)]
+                       if _window(grid, size_index, isoflop_ratios, j, long_enough)]
         else:
             budgets = [(k * n_total, {"budget_tokens_per_param": float(k)}) for k in grid.tokens_per_param]
         untuned = {"lr_factor": 1.0, "batch_factor": 1.0, "beta2": base_raw["optim"]["beta2"]}
@@ -255,6 +267,24 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
     return points
 
 
+def _size_rule(grid: GridConfig, raw: dict[str, Any], size: SizeSpec, model: ModelConfig, tokens: float) -> None:
+    """Set the learning rate and batch of ``hparam_rule`` in ``raw`` for this size at ``tokens``."""
+    if grid.hparam_rule == "deepseek":
+        compute = tokens * flops_per_token(model, grid.flop_convention)
+        raw["optim"]["lr"] = 0.3118 * compute**-0.125
+        raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
+            0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
+    elif grid.hparam_rule == "lr_inverse_width":
+        raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
+
+
+def _steps(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: ModelConfig, tokens: float) -> int:
+    """Optimizer steps of this size at ``tokens`` under the size rule's batch (before any tuning factor)."""
+    raw = copy.deepcopy(base_raw)
+    _size_rule(grid, raw, size, model, tokens)
+    return max(1, round(tokens / raw["budget"]["batch_tokens"]))
+
+
 def _point(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: ModelConfig, tokens: float,
            where: dict[str, float], seed: int, tune: dict[str, float]) -> GridPoint:
     """One point: the base config at this size, budget and seed, with the size rule's and the tuning's settings."""
@@ -262,13 +292,7 @@ def _point(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: Mo
     raw["seed"] = seed
     raw["model"].update(num_layers=size.num_layers, d_model=size.d_model, num_heads=size.num_heads)
     fpt = flops_per_token(model, grid.flop_convention)
-    compute = tokens * fpt
-    if grid.hparam_rule == "deepseek":
-        raw["optim"]["lr"] = 0.3118 * compute**-0.125
-        raw["budget"]["batch_tokens"], raw["budget"]["micro_batch_size"] = _batch(
-            0.2920 * compute**0.3271, model.seq_len, raw["budget"]["micro_batch_size"])
-    elif grid.hparam_rule == "lr_inverse_width":
-        raw["optim"]["lr"] = raw["optim"]["lr"] * grid.base_width / size.d_model
+    _size_rule(grid, raw, size, model, tokens)
     raw["optim"]["lr"] *= tune["lr_factor"]
     raw["optim"]["beta2"] = tune["beta2"]
     if tune["batch_factor"] != 1.0:

@@ -25,12 +25,13 @@ def grid_and_base(overrides=()):
 def test_default_grid_is_an_honest_isoflop_grid():
     grid, base = grid_and_base()
     points = expand(grid, base)
-    assert grid.kind == "isoflop" and len(points) == 4 * 5
-    for c in grid.budgets_flops:  # five sizes per budget, the window moving up with the budget
-        assert len([p for p in points if p.grid["budget_flops"] == c]) == 5
+    assert grid.kind == "isoflop"
+    # Six sizes per budget, the window moving up with the budget; at the smallest budget the sixth size would train
+    # fewer than min_steps steps, so it is left out.
+    assert [len([p for p in points if p.grid["budget_flops"] == c]) for c in grid.budgets_flops] == [5, 6, 6, 6]
     sizes = {p.grid["size"]: p.grid["params_total"] for p in points}
     assert len(sizes) >= 8 and max(sizes.values()) / min(sizes.values()) >= 10
-    assert min(p.config.num_steps for p in points) >= grid.min_steps == 300
+    assert min(p.config.num_steps for p in points) >= grid.min_steps == 1000
     for p in points:
         # tokens = C / FLOPs-per-token(size), rounded to whole steps: within one batch of nominal
         actual = p.config.budget.tokens * flops_per_token(p.config.model, "6n_attention")
@@ -122,9 +123,27 @@ def test_grid_errors_name_the_point():
 
 
 def test_a_point_shorter_than_min_steps_is_refused_by_name():
-    grid, base = grid_and_base(["budget.batch_tokens=8192", "budget.micro_batch_size=16"])
-    with pytest.raises(ConfigError, match="grid.min_steps"):
+    grid, base = grid_and_base(["grid.sizes_per_budget=null", "budget.batch_tokens=8192",
+                                "budget.micro_batch_size=16"])
+    with pytest.raises(ConfigError, match="grid point .*: grid.min_steps"):
         expand(grid, base)
+
+
+def test_an_isoflop_window_holds_only_sizes_that_train_min_steps():
+    floor = 2000
+    grid, base = grid_and_base([f"grid.min_steps={floor}"])
+    every, _ = grid_and_base(["grid.sizes_per_budget=null", "grid.min_steps=1"])
+    points, all_points = expand(grid, base), expand(every, base)
+    for c in grid.budgets_flops:
+        window = sorted(p.grid["params_total"] for p in points if p.grid["budget_flops"] == c)
+        eligible = sorted(p.grid["params_total"] for p in all_points
+                          if p.grid["budget_flops"] == c and p.config.num_steps >= floor)
+        # Consecutive sizes among those long enough, as many as there are up to sizes_per_budget.
+        assert len(window) == min(grid.sizes_per_budget, len(eligible))
+        start = eligible.index(window[0])
+        assert window == eligible[start:start + len(window)]
+    with pytest.raises(ConfigError, match="grid.min_steps: only 2 size"):
+        expand(*grid_and_base(["grid.min_steps=2500"]))
 
 
 def test_branched_grid_has_one_trunk_per_size_and_branches_at_each_decay_start():
