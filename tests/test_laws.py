@@ -173,6 +173,7 @@ def strict_json(path):
     ("plain", ["--approach", "1"], "at least 2 evaluations per run"),
     ("good", ["--holdout-frac", "2"], "--holdout-frac: 2.0 is not in (0, 1)"),
     ("good", ["--bootstrap", "-1"], "--bootstrap: -1 is below 0"),
+    ("no_n_term", ["--approach", "kaplan"], "kaplan L(N, D) not fitted: N_c runs off to infinity"),
 ])
 def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, args, words):
     n = np.repeat(np.geomspace(1e5, 1e7, 6), 4)
@@ -185,14 +186,19 @@ def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, a
         n, d, loss = np.full(48, 1e6), np.full(48, 1e9), np.full(48, 3.0)
     elif case in ("nan", "negative"):
         loss = np.full(n.size, np.nan if case == "nan" else -1.0)
+    elif case == "no_n_term":  # every size reaches the same loss: Kaplan's joint law has no finite N_c
+        loss = 3.0 + 100 / np.sqrt(d)
     table = tmp_path / "t.csv"
     pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(table, index=False)
     result = run_fit(str(table), "--out", str(tmp_path / "out"), "--bootstrap", "10", *args)
-    assert words in result.stderr, result.stderr
+    said = result.stderr + "".join(strict_json(tmp_path / "out" / "fit.json")["notes"]
+                                   if (tmp_path / "out" / "fit.json").exists() else [])
+    assert words in said, said
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
     if (tmp_path / "out" / "fit.json").exists():
         fit = strict_json(tmp_path / "out" / "fit.json")
-        assert not any(k in fit for k in ("approach3", "approach1")) or case == "good"
+        assert not any(k in fit for k in ("approach3", "approach1")) or case in ("good", "no_n_term")
+        assert (tmp_path / "out" / "report.md").exists()
     else:
         assert result.returncode == 2
 

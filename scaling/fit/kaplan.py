@@ -17,10 +17,12 @@ MIN_POINTS_1D = 3
 MIN_POINTS_JOINT = 5
 
 
-def _exp(value: float) -> float:
-    """exp that returns inf for a nearly flat law's enormous scale instead of warning."""
-    with np.errstate(over="ignore"):
-        return float(np.exp(value))
+def _scale(name: str, log_value: float) -> float:
+    """A law's scale from its log. A variable the losses barely depend on sends the scale past any float: that law
+    is not identified, and is refused rather than written as infinity."""
+    if not log_value < np.log(np.finfo(float).max):
+        raise ValueError(f"{name} runs off to infinity: the losses barely depend on this variable")
+    return float(np.exp(log_value))
 
 
 def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
@@ -34,7 +36,8 @@ def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
     alpha, log_xc = -slope, intercept / max(-slope, 1e-12)
     if not with_floor:
         resid = ll - (intercept + slope * lx)
-        return {"alpha": float(alpha), "x_c": _exp(log_xc), "E": 0.0, "rmse_log": float(np.sqrt(np.mean(resid**2)))}
+        return {"alpha": float(alpha), "x_c": _scale("x_c", log_xc), "E": 0.0,
+                "rmse_log": float(np.sqrt(np.mean(resid**2)))}
 
     def residual(p: np.ndarray) -> np.ndarray:
         log_xc_, alpha_, log_e = p
@@ -47,7 +50,7 @@ def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
         if best is None or res.cost < best.cost:
             best = res
     log_xc_, alpha_, log_e = best.x
-    return {"alpha": float(alpha_), "x_c": _exp(log_xc_), "E": float(np.exp(log_e)),
+    return {"alpha": float(alpha_), "x_c": _scale("x_c", log_xc_), "E": float(np.exp(log_e)),
             "rmse_log": float(np.sqrt(np.mean(best.fun**2)))}
 
 
@@ -71,7 +74,7 @@ def fit_joint(n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> dict:
             if best is None or res.cost < best.cost:
                 best = res
     log_nc, log_dc, alpha_n, alpha_d = best.x
-    return {"N_c": float(np.exp(log_nc)), "D_c": float(np.exp(log_dc)), "alpha_N": float(alpha_n),
+    return {"N_c": _scale("N_c", log_nc), "D_c": _scale("D_c", log_dc), "alpha_N": float(alpha_n),
             "alpha_D": float(alpha_d), "rmse_log": float(np.sqrt(np.mean(best.fun**2))),
             "form": "L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + D_c/D)^alpha_D"}
 

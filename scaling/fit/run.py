@@ -140,7 +140,10 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
             out[f"L(C){' + E' if floor else ''}"] = kaplan.fit_1d(frontier_c, frontier_l, floor)
         except ValueError as e:
             notes.append(f"kaplan L(C) not fitted: {e}")
-    out["L(N, D)"] = kaplan.fit_joint(p.N, p.D, p.loss)
+    try:
+        out["L(N, D)"] = kaplan.fit_joint(p.N, p.D, p.loss)
+    except ValueError as e:
+        notes.append(f"kaplan L(N, D) not fitted: {e}")
     return out
 
 
