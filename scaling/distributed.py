@@ -91,7 +91,9 @@ def wrap(model: nn.Module, parallel: str, ranks: Ranks, device: torch.device,
     if ranks.world == 1:
         return model
     if parallel == "ddp":
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # The model's only buffers are its rotary tables, computed alike on every rank: nothing to broadcast per step.
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                   broadcast_buffers=False)
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 

@@ -62,3 +62,14 @@ def test_the_compiled_rotation_is_the_eager_one(monkeypatch):
     eager = model_module.apply_rope(x, freqs)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the real-arithmetic path inductor fuses
     assert torch.allclose(model_module.apply_rope(x, freqs), eager, atol=1e-6)
+
+
+def test_the_fused_rotation_turns_q_and_k_and_leaves_v_exactly(monkeypatch):
+    freqs, heads = model_module.rope_frequencies(8, 6, 1e4), 3
+    qkv = torch.randn(2, 6, 3, heads, 8)
+    fused = model_module.apply_rope(qkv, model_module.qkv_frequencies(freqs, heads))
+    # q and k as the per-tensor rotation gives them (a vectorised loop may round the last bit differently); v exact.
+    assert torch.allclose(fused[:, :, :2], model_module.apply_rope(qkv[:, :, :2], freqs), rtol=0, atol=1e-6)
+    assert torch.equal(fused[:, :, 2], qkv[:, :, 2])
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert torch.allclose(model_module.apply_rope(qkv, model_module.qkv_frequencies(freqs, heads)), fused, atol=1e-6)
