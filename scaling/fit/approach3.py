@@ -36,6 +36,7 @@ from scaling.fit.compute import FlopsPerToken
 
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # optimisation variables, in this order
 HUBER_DELTA = 1e-3
+MAX_RESIDUALS = 200  # residuals a prediction interval combines with every bootstrap fit
 
 
 def init_grid(coarse: bool = False) -> np.ndarray:
@@ -161,14 +162,26 @@ class Approach3Fit:
     def predict(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
         return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
 
-    def prediction_interval(self, n: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """2.5 and 97.5 percentiles of the bootstrap fits' predictions at (n, d); None without a bootstrap."""
+    def prediction_interval(self, n: np.ndarray, d: np.ndarray, log_residuals: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray] | None:
+        """95% interval at (n, d); None without a bootstrap.
+
+        Without ``log_residuals``: the 2.5 and 97.5 percentiles of the bootstrap fits' predictions, an interval for
+        the law itself. With the fit's residuals in log-loss on its own runs: an interval for a new run's loss, each
+        bootstrap prediction times exp of each residual, so a run's own scatter about the law is inside it
+        (residual bootstrap prediction; Davison & Hinkley 1997, "Bootstrap Methods and their Application", ch. 6).
+        """
         if self.replicates is None:
             return None
         e, a, b, alpha, beta = (self.replicates[:, i : i + 1] for i in range(5))
         with np.errstate(over="ignore", invalid="ignore"):
             pred = e + a / np.asarray(n, float)[None] ** alpha + b / np.asarray(d, float)[None] ** beta
         pred = np.where(np.isfinite(pred), pred, np.nan)  # a replicate whose terms overflow says "unbounded"
+        if log_residuals is not None:
+            residuals = np.asarray(log_residuals, float)
+            if residuals.size > MAX_RESIDUALS:  # their quantiles: the same spread at a bounded size
+                residuals = np.quantile(residuals, np.linspace(0, 1, MAX_RESIDUALS))
+            pred = (pred[:, None, :] * np.exp(residuals)[None, :, None]).reshape(-1, pred.shape[1])
         return np.nanpercentile(pred, 2.5, axis=0), np.nanpercentile(pred, 97.5, axis=0)
 
     def optimal_allocation(self, compute: np.ndarray, flops: FlopsPerToken = FlopsPerToken()

@@ -41,7 +41,9 @@ def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int)
     if not np.all(np.isfinite(predicted)):
         raise ValueError(f"the law fitted on the other runs (α = {fit.alpha:.3g}, β = {fit.beta:.3g}) predicts no "
                          "finite loss for the held-out runs: the remaining runs do not identify it")
-    interval = fit.prediction_interval(test.N, test.D)
+    # A held-out run scatters about the law as the fitted runs do: its interval holds that scatter too.
+    log_residuals = np.log(train.loss.to_numpy()) - np.log(fit.predict(train.N, train.D))
+    interval = fit.prediction_interval(test.N, test.D, log_residuals)
     lo, hi = interval if interval is not None else (np.full(len(test), np.nan), np.full(len(test), np.nan))
     actual = test.loss.to_numpy()
     rel = (predicted - actual) / actual
