@@ -280,7 +280,7 @@ def _size_rule(grid: GridConfig, raw: dict[str, Any], size: SizeSpec, model: Mod
 
 def _steps(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: ModelConfig, tokens: float) -> int:
     """Optimizer steps of this size at ``tokens`` under the size rule's batch (before any tuning factor)."""
-    raw = copy.deepcopy(base_raw)
+    raw = {"optim": dict(base_raw["optim"]), "budget": dict(base_raw["budget"])}  # all the size rule sets
     _size_rule(grid, raw, size, model, tokens)
     return max(1, round(tokens / raw["budget"]["batch_tokens"]))
 
