@@ -8,12 +8,12 @@ hand, from any directory, with the interpreter (and so the installed package) th
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 import multiprocessing
 import os
 import re
-import runpy
 import shlex
 import shutil
 import site
@@ -371,7 +371,9 @@ def _run_forked(argv: list[str], cwd: str, log_path: str) -> None:
         os.dup2(log_fd, fd)
     os.close(log_fd)
     sys.argv = [TRAIN_MODULE, *argv]
-    runpy.run_module(TRAIN_MODULE, run_name="__main__", alter_sys=True)  # as `python -m`; its imports are preloaded
+    # What `python -m` runs, called on the preloaded module: running it again as __main__ would re-execute a module
+    # already imported (runpy warns so in every point's log).
+    importlib.import_module(TRAIN_MODULE).main()
 
 
 def _finish_point(sweep_dir: Path, pid: str, returncode: int) -> str:
