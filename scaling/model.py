@@ -121,7 +121,6 @@ class MLP(nn.Module):
         return self.down(F.gelu(h))
 
 
-
 class RMSNorm(nn.Module):
     def __init__(self, width: int, eps: float) -> None:
         super().__init__()
@@ -130,7 +129,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:

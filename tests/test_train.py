@@ -108,7 +108,6 @@ def test_cli_runs_and_rerun_from_saved_config(tmp_path):
         (run_dir / "summary.json").read_text())["final_val_loss"]
 
 
-
 def test_hydra_multirun_runs_every_job_and_records_overrides(tmp_path):
     """`python train.py -m a=1,2,3`: each job is its own run with its overrides; a failing job (the bad learning
     rate in the middle) is named at the end, does not stop the jobs after it, and makes the exit code non-zero."""
