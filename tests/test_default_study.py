@@ -1,6 +1,7 @@
 """The default CPU study end to end (`make sweep`, about 5 minutes on 2 cores): the goals it is designed for
-(README: "The default study's law"). Two hold in every draw of the design and are checked; two sit inside the noise
-of its 23 runs and run as expected failures that may pass."""
+(README: "The default study's law"). The default seed meets the profiles and the floor, which are checked; of four
+draws the floor held in all and the profiles in three (seed 2 missed at the smallest budget). The other two goals
+sit inside the noise of its 23 runs and run as expected failures that may pass."""
 
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ def test_the_floor_lies_below_every_observed_loss(study):
     assert fit["approach3"]["ci95"]["E"][1] < runs.final_val_loss.min()
 
 
-# Three draws of this design (seed 0 before and after a change that only rounds the last bit differently, and seed
-# 1) met the two goals below in one, one and none of them: at 23 single-seed runs they sit inside the noise
-# (README, "The default study's law"). The two-seed long study met the backtest in both of its draws, the
+# Four draws of this design (seed 0 before and after a change that only rounds the last bit differently, seeds 1
+# and 2) met the two goals below in one, one, none and none of them: at 23 single-seed runs they sit inside the
+# noise (README, "The default study's law"). The two-seed long study met the backtest in both of its draws, the
 # agreement in one.
-NOISE_LIMITED = pytest.mark.xfail(strict=False, reason="noise-limited at 23 runs: backtest 0.85%, 1.20%, 1.96%; "
-                                  "a agrees in 2 of 3 draws, intervals under 0.5 wide in 2 of 3 (README)")
+NOISE_LIMITED = pytest.mark.xfail(strict=False, reason="noise-limited at 23 runs: backtest 0.85%, 1.20%, 1.96%, "
+                                  "1.83%; a agrees in 3 of 4 draws, intervals under 0.5 wide in 2 of 4 (README)")
 
 
 @NOISE_LIMITED
