@@ -232,12 +232,15 @@ def allocation_exponents(params: np.ndarray, compute_range: tuple[float, float],
     return np.log(n_opt[:, 1] / n_opt[:, 0]) / span, np.log(d_opt[:, 1] / d_opt[:, 0]) / span
 
 
+# A scale whose log ran off during the search becomes inf, not a warning: the callers refuse such a law by name.
+@np.errstate(over="ignore")
 def _to_fit(theta: np.ndarray, loss: float, n: int) -> Approach3Fit:
     a, b, e, alpha, beta = (float(x) for x in theta)
     return Approach3Fit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta,
                         loss=loss, n_points=n)
 
 
+@np.errstate(over="ignore")
 def _as_params(theta: np.ndarray) -> np.ndarray:
     """Optimisation variables (a, b, e, alpha, beta) to law parameters (E, A, B, alpha, beta), per row."""
     a, b, e, alpha, beta = theta.T
@@ -316,5 +319,6 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
     derived = {"E": chosen[:, 0], "A": chosen[:, 1], "B": chosen[:, 2], "alpha": chosen[:, 3], "beta": chosen[:, 4],
                "a_limit": chosen[:, 4] / (chosen[:, 3] + chosen[:, 4]),
                "b_limit": chosen[:, 3] / (chosen[:, 3] + chosen[:, 4])}
-    ci95 = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in derived.items()}
+    with np.errstate(invalid="ignore"):  # overflowed replicates leave a bound inf or nan, which callers check
+        ci95 = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in derived.items()}
     return Approach3Fit(**{**fit.__dict__, "ci95": ci95, "bootstrap": bootstrap, "replicates": chosen})
