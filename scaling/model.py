@@ -2,8 +2,9 @@
 
 Two variants share one module: ``llama`` (RMSNorm, SwiGLU, rotary positions, no biases) and ``gpt2`` (LayerNorm,
 GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
-``scaled_dot_product_attention``, rotary positions as one complex product over the fused q/k/v tensor, with v at
-angle 0) and is exported to ``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the
+``scaled_dot_product_attention``, rotary positions as one complex product over q and k together, and backward passes
+written by hand for the rotation, SwiGLU and RMSNorm, so each writes its gradient once instead of assembling it from
+pieces) and is exported to ``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the
 fused weights back out.
 
 Initialisation (seeded by the caller): every weight matrix and embedding ~ N(0, init_std²); the two residual
@@ -38,15 +39,11 @@ def rope_frequencies(head_dim: int, seq_len: int, theta: float) -> torch.Tensor:
     return torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
 
 
-def qkv_frequencies(freqs: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(seq_len, head_dim/2, 2) rotations as (seq_len, 3, num_heads, head_dim/2, 2) for a fused (batch, seq, 3,
-    heads, head_dim) q/k/v tensor: q and k rotated, v by angle 0 (the product is exact), so one kernel rotates the
-    whole tensor and no split of q/k from v is concatenated back in backward. Stored for every head: a product that
-    broadcasts only over the batch runs on contiguous rows (about 1.7x faster here than broadcasting over heads)."""
-    identity = torch.zeros_like(freqs)
-    identity[..., 0] = 1.0
-    per_part = torch.stack((freqs, freqs, identity), dim=1).unsqueeze(2)
-    return per_part.expand(-1, -1, num_heads, -1, -1).contiguous()
+def qk_frequencies(freqs: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(seq_len, head_dim/2, 2) rotations as (seq_len, 2, num_heads, head_dim/2, 2) for the q and k parts of a fused
+    (batch, seq, 3, heads, head_dim) projection. Stored for every head: a product that broadcasts only over the batch
+    runs on contiguous rows (about 1.7x faster here than broadcasting over heads)."""
+    return freqs.unsqueeze(1).unsqueeze(2).expand(-1, 2, num_heads, -1, -1).contiguous()
 
 
 def adjacent_pair_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -74,6 +71,41 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return rotated.flatten(-2).to(x.dtype)
 
 
+def rotary_qkv(qkv: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q and k of a fused (batch, seq, 3, heads, head_dim) projection rotated by ``freqs`` (from qk_frequencies), and
+    v, each as (batch, heads, seq, head_dim) for scaled_dot_product_attention."""
+    if torch.compiler.is_compiling():  # inductor fuses the rotation and autograd's backward of it
+        return _split_rotated(qkv, freqs)
+    return _RotaryQKV.apply(qkv, freqs)
+
+
+def _split_rotated(qkv: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    q, k = apply_rope(qkv[:, :, :2], freqs).permute(2, 0, 3, 1, 4)
+    return q, k, qkv[:, :, 2].transpose(1, 2)
+
+
+class _RotaryQKV(torch.autograd.Function):
+    """Backward writes the three gradients into one tensor of the projection's layout. Autograd's own backward of the
+    same forward stacks q's and k's gradients, rotates them and copies the result back beside v's (three passes over
+    the projection's activations instead of one)."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, freqs: torch.Tensor):  # type: ignore[override]
+        ctx.save_for_backward(freqs)
+        ctx.qkv_shape = qkv.shape
+        return _split_rotated(qkv, freqs)
+
+    @staticmethod
+    def backward(ctx, grad_q: torch.Tensor, grad_k: torch.Tensor, grad_v: torch.Tensor):  # type: ignore[override]
+        (freqs,) = ctx.saved_tensors
+        inverse = freqs * freqs.new_tensor([1.0, -1.0])  # the conjugate rotation undoes it
+        grad = grad_v.new_empty(ctx.qkv_shape)
+        grad[:, :, 0] = apply_rope(grad_q.transpose(1, 2), inverse[:, 0])
+        grad[:, :, 1] = apply_rope(grad_k.transpose(1, 2), inverse[:, 1])
+        grad[:, :, 2] = grad_v.transpose(1, 2)
+        return grad, None
+
+
 def attention_scale(cfg: ModelConfig) -> float:
     """Scale of the attention scores: 1/sqrt(head_dim), and under μP a further 1/sqrt(width_mult)."""
     return 1.0 / math.sqrt(cfg.head_dim * cfg.width_mult)
@@ -97,9 +129,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
         batch, seq, width = x.shape
         qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim)
-        if rope is not None:  # rope from qkv_frequencies: q and k rotated, v unchanged, in one kernel
-            qkv = apply_rope(qkv, rope)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4) if rope is None else rotary_qkv(qkv, rope)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
 
@@ -115,10 +145,34 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
-        if self.swiglu:
+        if not self.swiglu:
+            return self.down(F.gelu(h))
+        if torch.compiler.is_compiling():  # inductor fuses autograd's backward
             gate, up = h.chunk(2, dim=-1)
             return self.down(F.silu(gate) * up)
-        return self.down(F.gelu(h))
+        return self.down(_SwiGLU.apply(h))
+
+
+class _SwiGLU(torch.autograd.Function):
+    """silu(gate) * up of the fused (..., 2·hidden) projection, gate first. Backward writes both halves of the
+    gradient into one tensor; autograd's backward of ``chunk`` concatenates them, a copy of the widest activation."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        gate, up = h.chunk(2, dim=-1)
+        silu_gate = F.silu(gate)
+        ctx.save_for_backward(h, silu_gate)
+        return silu_gate * up
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        h, silu_gate = ctx.saved_tensors
+        gate, up = h.chunk(2, dim=-1)
+        grad = torch.empty_like(h)
+        grad_gate, grad_up = grad.chunk(2, dim=-1)
+        torch.mul(grad_out, silu_gate, out=grad_up)
+        torch.ops.aten.silu_backward.grad_input(grad_out * up, gate, grad_input=grad_gate)
+        return grad
 
 
 class RMSNorm(nn.Module):
@@ -128,7 +182,34 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        if torch.compiler.is_compiling():  # inductor fuses F.rms_norm's composite ops
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return _RMSNorm.apply(x, self.weight, self.eps)
+
+
+class _RMSNorm(torch.autograd.Function):
+    """x · rsqrt(mean(x²) + eps) · weight (Zhang & Sennrich 2019, eq. 4) in fp32, returned in x's dtype, as
+    transformers' LlamaRMSNorm computes it, with a backward of five passes. On CPU ``F.rms_norm`` is a composite whose
+    autograd backward takes about twice as many over the same activations."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
+        x32 = x.float()
+        rstd = torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, weight, rstd)
+        return (x32 * rstd * weight).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, weight, rstd = ctx.saved_tensors
+        x32 = x.float()
+        # y = x̂·w with x̂ = x·r, r = rsqrt(mean(x²) + eps): dL/dx = r·g·w − x·r³·mean(g·w·x), dL/dw = Σ g·x̂.
+        scaled = grad_out.float() * rstd
+        grad_normed = scaled * weight
+        row_dot = (grad_normed * x32).sum(-1, keepdim=True)
+        grad_x = torch.addcmul(grad_normed, x32, row_dot * rstd.square() / -x.shape[-1])
+        grad_weight = (scaled * x32).flatten(0, -2).sum(0)
+        return grad_x.to(x.dtype), grad_weight.to(weight.dtype), None
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -159,7 +240,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         if cfg.arch == "llama":
             rope = rope_frequencies(cfg.head_dim, cfg.seq_len, cfg.rope_theta)
-            self.register_buffer("rope", qkv_frequencies(rope, cfg.num_heads), persistent=False)
+            self.register_buffer("rope", qk_frequencies(rope, cfg.num_heads), persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()

@@ -3,6 +3,7 @@ one, and RoPE stays in the activations' dtype."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -64,12 +65,54 @@ def test_the_compiled_rotation_is_the_eager_one(monkeypatch):
     assert torch.allclose(model_module.apply_rope(x, freqs), eager, atol=1e-6)
 
 
-def test_the_fused_rotation_turns_q_and_k_and_leaves_v_exactly(monkeypatch):
+def test_the_fused_rotation_turns_q_and_k_and_passes_v_exactly():
     freqs, heads = model_module.rope_frequencies(8, 6, 1e4), 3
     qkv = torch.randn(2, 6, 3, heads, 8)
-    fused = model_module.apply_rope(qkv, model_module.qkv_frequencies(freqs, heads))
-    # q and k as the per-tensor rotation gives them (a vectorised loop may round the last bit differently); v exact.
-    assert torch.allclose(fused[:, :, :2], model_module.apply_rope(qkv[:, :, :2], freqs), rtol=0, atol=1e-6)
-    assert torch.equal(fused[:, :, 2], qkv[:, :, 2])
+    q, k, v = model_module.rotary_qkv(qkv, model_module.qk_frequencies(freqs, heads))
+    for part, got in ((0, q), (1, k)):  # as the per-tensor rotation gives them, in attention's layout
+        assert torch.allclose(got, model_module.apply_rope(qkv[:, :, part], freqs).transpose(1, 2), rtol=0, atol=1e-6)
+    assert torch.equal(v, qkv[:, :, 2].transpose(1, 2))
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_the_hand_written_backwards_give_autograds_gradients(tmp_path, monkeypatch, dtype):
+    """Rotary q/k/v, SwiGLU and RMSNorm have backward passes of their own in eager mode; under torch.compile the model
+    uses plain ops that autograd differentiates. Both give one model the same loss and gradients."""
+    cfg, _ = make_config(tmp_path)
+    assert cfg.model.arch == "llama"
+    torch.manual_seed(0)
+    net = GPT(cfg.model)
+    with torch.no_grad():  # non-trivial norm gains
+        for name, p in net.named_parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    batch = torch.randint(0, cfg.model.vocab_size, (4, cfg.model.seq_len + 1))
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = net(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    loss, grads = loss_and_grads()
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert torch.allclose(model_module.apply_rope(qkv, model_module.qkv_frequencies(freqs, heads)), fused, atol=1e-6)
+    autograd_loss, autograd_grads = loss_and_grads()
+    tolerance = {"rtol": 1e-4, "atol": 1e-6} if dtype is None else {"rtol": 2e-2, "atol": 1e-4}
+    assert torch.allclose(loss, autograd_loss, **tolerance)
+    for name, grad in grads.items():
+        assert torch.allclose(grad, autograd_grads[name], **tolerance), name
+
+
+def test_rms_norm_of_bf16_activations_is_computed_in_fp32_and_returned_in_bf16():
+    """Under FSDP2's bf16 parameters the residual stream itself is bf16: the statistic stays fp32, as
+    F.rms_norm and transformers compute it."""
+    torch.manual_seed(0)
+    norm = model_module.RMSNorm(16, 1e-5).to(torch.bfloat16)
+    x = (torch.randn(3, 5, 16) * 40).to(torch.bfloat16).requires_grad_()
+    out = norm(x)
+    assert out.dtype == torch.bfloat16
+    reference = F.rms_norm(x.detach().float(), (16,), norm.weight.detach().float(), 1e-5)
+    assert torch.allclose(out.float(), reference, rtol=1e-2, atol=1e-2)
+    out.float().square().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and norm.weight.grad.dtype == torch.bfloat16
