@@ -1,7 +1,8 @@
 """Trainer step vs the minimal baseline GPT, interleaved in one process (A B A B ...), one thread.
 
-The best-settings rows change process-wide state (the allocator), so there the two sides run in their own processes,
-alternated (A B A B ... as processes): `python -m bench.throughput --side ours|baseline L H D STEPS` is one side.
+The own-process rows run the two sides in processes of their own, alternated (A B A B ... as processes): the
+best-settings row changes process-wide state (the allocator), and a training run has its process to itself.
+`python -m bench.throughput --side ours|baseline --setting fp32|best L H D STEPS` is one side.
 """
 
 from __future__ import annotations
@@ -112,17 +113,24 @@ def run(repeats: int = 15) -> list[dict]:
     return rows
 
 
-def best_settings_label() -> str:
+OWN_PROCESS_SETTINGS = ("fp32", "best")  # plain fp32 eager; the trainer's best CPU settings
+
+
+def own_process_label(setting: str) -> str:
+    if setting == "fp32":
+        return "fp32 eager, each side alone in its process"
     return ("bf16 autocast" if cpu_has_fast_bf16() else "fp32") + " + freed memory kept (own process) vs baseline"
 
 
-def one_side(side: str, shape: tuple[int, int, int], steps: int) -> list[float]:
-    """Step times of one side in this process: ours with the trainer's best CPU settings, or the plain baseline."""
+def one_side(side: str, setting: str, shape: tuple[int, int, int], steps: int) -> list[float]:
+    """Step times of one side in this process: ours (llama) under ``setting``, or the plain fp32 baseline."""
     torch.set_num_threads(1)
     x, y = fixed_batch()
     if side == "ours":
-        keep_freed_memory()
-        step = make_ours(model_config(*shape), torch.bfloat16 if cpu_has_fast_bf16() else None, False)
+        best = setting == "best"
+        if best:
+            keep_freed_memory()
+        step = make_ours(model_config(*shape), torch.bfloat16 if best and cpu_has_fast_bf16() else None, False)
     else:
         step = make_step(*shape, VOCAB, SEQ, None)
     for _ in range(3):
@@ -135,17 +143,19 @@ def one_side(side: str, shape: tuple[int, int, int], steps: int) -> list[float]:
     return times
 
 
-def best_settings(shape: tuple[int, int, int], rounds: int = 5) -> dict:
+def own_processes(shape: tuple[int, int, int], setting: str, rounds: int = 5) -> dict:
+    """Each side in a process of its own, alternated (A B A B ... as processes): a training run has its process to
+    itself, so neither side's step meets memory the other left behind, as the interleaved rows' steps do."""
     steps = 4 if shape[2] >= 384 else 30  # each process measures a few seconds at least: the VM drifts
     times: dict[str, list[float]] = {"ours": [], "baseline": []}
     for _ in range(rounds):
         for side in times:
-            out = subprocess.run([sys.executable, "-m", "bench.throughput", "--side", side, *map(str, shape),
-                                  str(steps)], capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-m", "bench.throughput", "--side", side, "--setting", setting,
+                                  *map(str, shape), str(steps)], capture_output=True, text=True, check=True)
             times[side] += json.loads(out.stdout)
     med_ours, med_base = statistics.median(times["ours"]), statistics.median(times["baseline"])
     tokens = BATCH * SEQ
-    return {"shape": "({},{},{})".format(*shape), "setting": best_settings_label(),
+    return {"shape": "({},{},{})".format(*shape), "setting": own_process_label(setting),
             "ours_tokens_per_s": tokens / med_ours, "baseline_tokens_per_s": tokens / med_base,
             "speedup": med_base / med_ours, "rounds": rounds, "steps_per_round": steps}
 
@@ -153,7 +163,8 @@ def best_settings(shape: tuple[int, int, int], rounds: int = 5) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.throughput")
     parser.add_argument("--side", choices=("ours", "baseline"), required=True)
+    parser.add_argument("--setting", choices=OWN_PROCESS_SETTINGS, required=True)
     parser.add_argument("shape", nargs=3, type=int)
     parser.add_argument("steps", type=int)
     args = parser.parse_args()
-    print(json.dumps(one_side(args.side, tuple(args.shape), args.steps)))
+    print(json.dumps(one_side(args.side, args.setting, tuple(args.shape), args.steps)))
