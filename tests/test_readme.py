@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, object]] = {
         ("elsewhere", "tests/test_train.py::test_hydra_multirun_runs_every_job_and_records_overrides"),
     "scaling-sweep sweep.out_dir=$HOME/sweeps":
         ("elsewhere", "tests/test_install.py: a sweep from a fresh non-editable install, in an unrelated directory"),
-    "python sweep.py": ("run", [*TINY_SWEEP, "grid.budgets_flops=[2.5e10,5e10]", "grid.sizes_per_budget=3"]),
+    "python sweep.py": ("run", [*TINY_SWEEP, "grid.budgets_flops=[1e10,2e10]", "grid.sizes_per_budget=3"]),
     "python sweep.py sweep.dry_run=true": ("run", ["sweep.probe=false"]),
     "python sweep.py grid=cartesian": ("run", [*TINY_SWEEP, "grid.size_targets=[30000,60000,120000]",
                                                "grid.budgets_tokens=[16384]", "budget.batch_tokens=2048"]),
