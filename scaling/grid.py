@@ -8,7 +8,8 @@ Three kinds (``configs/grid/``):
   ``sizes_per_budget`` each budget trains only that many consecutive sizes, centred on the size whose tokens per
   parameter is nearest ``center_tokens_per_param``, as Hoffmann et al. chose a window of sizes per budget: the
   optimum moves with C, and every profile needs sizes on both sides of it. The window is taken among the sizes
-  that train at least ``min_steps`` steps at that budget, so the largest sizes of a small budget drop out;
+  that train at least ``min_steps`` steps at that budget, so the largest sizes of a small budget drop out (the
+  sweep logs a window cut short this way: the optimum of its profile may sit at its edge);
 * ``ladder``: sizes × multiples k of tokens per parameter, D = k · N_total (OLMo's model ladder; Hoffmann et al.
   counted every parameter, and their compute-optimal ratio is about k = 20).
 
@@ -42,12 +43,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from scaling.config import ConfigError, ModelConfig, TrainConfig, load_train_config, parse, run_id
 from scaling.flops import FLOP_CONVENTIONS, count_params, flops_per_token
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,23 +214,35 @@ def _batch(batch_tokens: float, seq_len: int, micro_batch: int) -> tuple[int, in
     return sequences * seq_len, micro
 
 
-def _window(grid: GridConfig, size_index: int, tokens_per_param: list[list[float]], budget_index: int,
-            long_enough: list[list[bool]]) -> bool:
-    """Whether size ``size_index`` (sizes in order of N) trains at isoflop budget ``budget_index``: one of the
-    ``sizes_per_budget`` consecutive sizes, among those that train at least ``min_steps`` steps at this budget,
-    centred on the ratio nearest ``center_tokens_per_param``."""
+def _window(grid: GridConfig, tokens_per_param: list[list[float]], budget_index: int, long_enough: list[list[bool]],
+            names: list[str]) -> set[int]:
+    """The sizes (indices in order of N) that train at isoflop budget ``budget_index``: ``sizes_per_budget``
+    consecutive sizes, among those that train at least ``min_steps`` steps at this budget, centred on the ratio nearest
+    ``center_tokens_per_param``. A window that min_steps cuts short at the top is logged: its profile's optimum may
+    lie at its edge."""
     if grid.sizes_per_budget is None:
-        return True
-    k = grid.sizes_per_budget
+        return set(range(len(tokens_per_param)))
+    k, budget = grid.sizes_per_budget, grid.budgets_flops[budget_index]
     eligible = [i for i, ok in enumerate(long_enough) if ok[budget_index]]
     if len(eligible) < 3:
         raise ConfigError("grid.min_steps", f"only {len(eligible)} size(s) train {grid.min_steps} steps or more at "
-                          f"{grid.budgets_flops[budget_index]:g} FLOPs; a profile needs 3",
+                          f"{budget:g} FLOPs; a profile needs 3",
                           "lower budget.batch_tokens or grid.min_steps, add smaller sizes, or raise the budget")
-    ratios = [tokens_per_param[i][budget_index] for i in eligible]
-    center = min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / grid.center_tokens_per_param)))
-    first = min(max(0, center - k // 2), max(0, len(ratios) - k))
-    return size_index in eligible[first:first + k]
+
+    def centred(candidates: list[int]) -> list[int]:
+        ratios = [tokens_per_param[i][budget_index] for i in candidates]
+        center = min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / grid.center_tokens_per_param)))
+        first = min(max(0, center - k // 2), max(0, len(ratios) - k))
+        return candidates[first:first + k]
+
+    window = centred(eligible)
+    cut = [i for i in centred(list(range(len(tokens_per_param)))) if i > window[-1]]
+    if cut:
+        log.warning("isoflop window at %g FLOPs: %s left out, under grid.min_steps=%d steps; its profile holds %d "
+                    "sizes up to %s, and its optimum may lie at that edge (raise the budget or lower "
+                    "budget.batch_tokens)", budget, ", ".join(names[i] for i in cut), grid.min_steps, len(window),
+                    names[window[-1]])
+    return set(window)
 
 
 def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
@@ -240,6 +256,8 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
                        for c in grid.budgets_flops] for _, m in sizes]
     long_enough = [[_steps(grid, base_raw, s, m, c / flops_per_token(m, grid.flop_convention)) >= grid.min_steps
                     for c in grid.budgets_flops] for s, m in sizes]
+    windows = [_window(grid, isoflop_ratios, j, long_enough, [s.name for s, _ in sizes])
+               for j in range(len(grid.budgets_flops))] if grid.kind == "isoflop" else []
     points: list[GridPoint] = []
     for size_index, (size, model) in enumerate(sizes):
         n_total = count_params(model).total
@@ -248,7 +266,7 @@ def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
             budgets = [(float(t), {"budget_tokens": int(t)}) for t in grid.budgets_tokens]
         elif grid.kind == "isoflop":
             budgets = [(c / fpt, {"budget_flops": float(c)}) for j, c in enumerate(grid.budgets_flops)
-                       if _window(grid, size_index, isoflop_ratios, j, long_enough)]
+                       if size_index in windows[j]]
         else:
             budgets = [(k * n_total, {"budget_tokens_per_param": float(k)}) for k in grid.tokens_per_param]
         untuned = {"lr_factor": 1.0, "batch_factor": 1.0, "beta2": base_raw["optim"]["beta2"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -144,6 +145,21 @@ def test_an_isoflop_window_holds_only_sizes_that_train_min_steps():
         assert window == eligible[start:start + len(window)]
     with pytest.raises(ConfigError, match="grid.min_steps: only 2 size"):
         expand(*grid_and_base(["grid.min_steps=2500"]))
+
+
+def test_a_window_that_min_steps_cuts_short_is_named_with_the_sizes_it_leaves_out(caplog):
+    """The default grid's smallest budget loses its sixth size to min_steps: the sweep says so, once, naming the
+    size and the edge where the profile's optimum may sit. Without the floor every window is whole and nothing is
+    said."""
+    with caplog.at_level(logging.WARNING, logger="scaling.grid"):
+        expand(*grid_and_base())
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "at 1.25e+11 FLOPs: 2x28 left out" in warnings[0] and "5 sizes up to 2x24" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scaling.grid"):
+        expand(*grid_and_base(["grid.min_steps=1"]))
+    assert not caplog.records
 
 
 def test_branched_grid_has_one_trunk_per_size_and_branches_at_each_decay_start():
