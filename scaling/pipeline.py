@@ -98,8 +98,9 @@ def run_sweep(sweep: Sweep, kind: str, points: list, launcher: Any) -> None:
 
     config, directory = sweep.config, sweep.directory
     conventions = {"params": config.fit_params, "flops": points[0].grid["flop_convention"]}
-    freeze(directory, config.name, kind, points, conventions)
-    log.info("sweep %s: %d points frozen in %s", config.name, len(points), directory)
+    added = freeze(directory, config.name, kind, points, conventions)
+    grown = f" ({added} added to the {len(points) - added} already there)" if 0 < added < len(points) else ""
+    log.info("sweep %s: %d points frozen in %s%s", config.name, len(points), directory, grown)
     if launcher.kind == "local":
         final = run_local(directory, launcher)
     else:

@@ -104,26 +104,44 @@ def read_manifest(sweep_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions: dict[str, str]) -> None:
-    """Write every point's config and the manifest before anything runs. Re-freezing the same grid is a no-op;
-    a different grid in the same directory is an error (two grids never mix in one sweep). ``points`` are
-    :class:`scaling.grid.GridPoint`; ``conventions`` is the (params, flops) pair every fit of the sweep uses."""
+def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions: dict[str, str]) -> int:
+    """Write every point's config and the manifest before anything runs; returns how many points were added.
+
+    Re-freezing the same grid adds none. A grid that keeps every frozen point and adds more (seeds, budgets, sizes)
+    extends the sweep: the frozen points, their configs and their runs stay as they are, so what has finished is
+    not run again. Any other grid in the same directory is an error (two grids never mix in one sweep), and so is
+    another convention pair. ``points`` are :class:`scaling.grid.GridPoint`; ``conventions`` is the (params,
+    flops) pair every fit of the sweep uses."""
     from scaling.config import ConfigError
 
     sweep_dir = Path(sweep_dir)
+    entries = [{"id": p.id, "grid": p.grid} for p in points]
+    manifest = {"format": SWEEP_FORMAT, "name": name, "kind": kind,
+                "created": datetime.now(timezone.utc).isoformat(), "conventions": conventions, "points": entries}
+    added = points
     if (sweep_dir / MANIFEST).exists():
-        existing = read_manifest(sweep_dir)
-        if [p["id"] for p in existing["points"]] != [p.id for p in points]:
+        manifest = read_manifest(sweep_dir)
+        kept = {p["id"]: p for p in manifest["points"]}
+        if not kept.keys() <= {p.id for p in points}:
             raise ConfigError("sweep.name", f"{sweep_dir} already holds a different grid",
-                              "choose another sweep.name (or sweep.out_dir), or delete the old sweep")
-        return
-    for point in points:
+                              "choose another sweep.name (or sweep.out_dir), delete the old sweep, or keep every "
+                              "point of its grid: a sweep can only grow, by seeds, budgets or sizes")
+        frozen_pair = manifest.get("conventions")  # None: an older sweep, which gains the pair now
+        if frozen_pair not in (None, conventions):
+            raise ConfigError("sweep.fit_params", f"{sweep_dir} fits under params={frozen_pair['params']}, "
+                              f"flops={frozen_pair['flops']}, not params={conventions['params']}, "
+                              f"flops={conventions['flops']}", "keep the sweep's pair, or fit it under another: "
+                              f"python -m scaling fit {sweep_dir} --params P --flops F --out DIR")
+        added = [p for p in points if p.id not in kept]
+        if not added and frozen_pair is not None:
+            return 0
+        manifest["conventions"] = conventions
+        manifest["points"] = [kept.get(e["id"], e) for e in entries]  # the grid's order; frozen entries as written
+    for point in added:
         directory = point_dir(sweep_dir, point.id)
         atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
-    atomic_write_json(sweep_dir / MANIFEST, {
-        "format": SWEEP_FORMAT, "name": name, "kind": kind, "created": datetime.now(timezone.utc).isoformat(),
-        "conventions": conventions, "points": [{"id": p.id, "grid": p.grid} for p in points],
-    })
+    atomic_write_json(sweep_dir / MANIFEST, manifest)
+    return len(added)
 
 
 # ------------------------------------------------------------------------------------------------ status

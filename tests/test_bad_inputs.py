@@ -136,6 +136,14 @@ def test_a_different_grid_in_the_same_sweep_directory_is_refused(finished_sweep,
     assert result.returncode == 2 and "already holds a different grid" in result.stderr
 
 
+def test_another_convention_pair_for_a_frozen_sweep_is_refused(finished_sweep):
+    result = run_cli("sweep.py", f"sweep.out_dir={finished_sweep.parent}", "sweep.name=s", *SWEEP_TINY,
+                     "grid.budgets_tokens=[16384]", "sweep.fit_params=non_embedding")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "sweep.fit_params" in result.stderr and "fits under params=total" in result.stderr
+    assert "--params" in result.stderr
+
+
 def test_run_busy_in_another_process(tmp_path):
     from filelock import FileLock
 

@@ -19,9 +19,16 @@ SWEEP_TINY = ["grid=tiny", "launcher.workers=2", "launcher.status_interval_s=5",
 
 def test_local_sweep_runs_skips_and_reruns(tmp_path):
     args = [f"sweep.out_dir={tmp_path}", "sweep.name=s", *SWEEP_TINY]
+    sweep = tmp_path / "s"
+    # A sweep grows: its first budget alone, then both; what has finished is not run again.
+    first_budget = run_cli("sweep.py", *args, "grid.budgets_tokens=[16384]", "sweep.fit=false")
+    assert first_budget.returncode == 0, first_budget.stderr[-3000:]
+    early = {p["id"]: (sweep / "runs" / p["id"] / "summary.json").stat().st_mtime_ns
+             for p in read_json(sweep / "manifest.json")["points"]}
     first = run_cli("sweep.py", *args)
     assert first.returncode == 0, first.stderr[-3000:]
-    sweep = tmp_path / "s"
+    assert "6 points frozen" in first.stderr and "(3 added to the 3 already there)" in first.stderr
+    assert early == {pid: (sweep / "runs" / pid / "summary.json").stat().st_mtime_ns for pid in early}
     manifest = read_json(sweep / "manifest.json")
     assert len(manifest["points"]) == 6
     for p in manifest["points"]:
