@@ -1,8 +1,8 @@
 """The default CPU study end to end (`make sweep`, about 5 minutes on 2 cores): the goals it is designed for
 (README: "The default study's law"). Of five draws the floor held in all, and the profiles of every budget but the
 smallest in all: both are checked. The smallest budget's profile (3 of 5 draws: its optimum sits at the step
-floor), the backtest (2 of 5) and the agreement on a with narrow intervals (2 of 5: inside the noise of its 23 runs)
-run as expected failures that may pass."""
+floor), the agreement on a with narrow intervals (2 of 5: inside the noise of its 23 runs) and the backtest (2 of 5:
+a bias of the fitted form that more seeds do not remove) run as expected failures that may pass."""
 
 from __future__ import annotations
 
@@ -71,14 +71,11 @@ def test_the_floor_lies_below_every_observed_loss(study):
 
 
 # Of five draws of this design (seed 0 on three versions of the model code that round the last bits differently,
-# seeds 1 and 2), the backtest met 1% in two and the agreement with intervals under 0.5 wide held in two: at 23
-# single-seed runs they sit inside the noise (README, "The default study's law"). The two-seed long study met each in
-# two of its three draws.
-NOISE_LIMITED = pytest.mark.xfail(strict=False, reason="noise-limited at 23 runs: backtest 0.46%, 0.85%, 1.20%, "
-                                  "1.96%, 1.83%; a agrees in 4 of 5 draws, intervals under 0.5 wide in 2 of 5 (README)")
-
-
-@NOISE_LIMITED
+# seeds 1 and 2), the agreement with intervals under 0.5 wide held in two: at 23 single-seed runs it sits inside the
+# noise; more seeds bring it (README, "The default study's law"). The backtest met 1% in two: its error is a bias
+# that more seeds do not remove.
+@pytest.mark.xfail(strict=False, reason="noise-limited at 23 runs: a agrees in 4 of 5 draws, intervals under 0.5 "
+                   "wide in 2 of 5; with the long study's six seeds fitted together, in intervals 0.15-0.18 wide")
 def test_the_approaches_agree_on_a_with_intervals_that_say_something(study):
     _, fit = study
     estimates = {name: (fit[name]["a"], fit[name]["ci95"]["a"]) for name in ("approach1", "approach2", "approach3")}
@@ -88,7 +85,9 @@ def test_the_approaches_agree_on_a_with_intervals_that_say_something(study):
     assert all(hi - lo < 0.5 for _, (lo, hi) in estimates.values()), estimates
 
 
-@NOISE_LIMITED
+@pytest.mark.xfail(strict=False, reason="a bias of the fitted form at this scale, not noise: 0.46%, 0.85%, 1.20%, "
+                   "1.96%, 1.83% in five draws; every held-out size is overpredicted, 1.63% with three seeds fitted "
+                   "together and 1.06% with the long study's six (README)")
 def test_the_extrapolation_error_is_at_most_one_percent(study):
     _, fit = study
     assert fit["backtest"]["mean_abs_rel_error"] <= 0.01
