@@ -144,6 +144,21 @@ def test_another_convention_pair_for_a_frozen_sweep_is_refused(finished_sweep):
     assert "--params" in result.stderr
 
 
+def test_a_sweep_frozen_without_a_convention_pair_gains_it_when_run_again(finished_sweep, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    del manifest["conventions"]
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=s", *SWEEP_TINY,
+                     "grid.budgets_tokens=[16384]", "sweep.fit=false")
+    assert result.returncode == 0, result.stderr
+    manifest["conventions"] = {"params": "total", "flops": "6n_attention"}
+    assert json.loads((sweep / "manifest.json").read_text()) == manifest
+
+
 def test_run_busy_in_another_process(tmp_path):
     from filelock import FileLock
 
