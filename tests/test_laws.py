@@ -118,6 +118,22 @@ def test_backtest_holds_out_whole_budgets_by_nominal_value():
     assert lobo["n_predicted"] == len(p)
 
 
+def test_a_held_out_budget_the_law_misses_on_one_side_shows_a_signed_error_as_large_as_its_mean_error():
+    """Scatter about the law averages out in the signed mean; a bias does not (a budget 2% below its law)."""
+    from scaling.fit import report
+
+    table = isoflop_table(budgets=(1e12, 2e12, 4e12, 8e12, 1.6e13), noise=0.01, seed=1)
+    p = table.points.copy()
+    scatter = backtest(p, "flops", 0.2, bootstrap=0, seed=0)
+    p.loc[p.nominal_C == 1.6e13, "loss"] *= 0.98
+    biased = backtest(p, "flops", 0.2, bootstrap=0, seed=0)
+    assert 0 < scatter["n_overpredicted"] < 9 and abs(scatter["mean_rel_error"]) < scatter["mean_abs_rel_error"]
+    assert biased["n_overpredicted"] == 9 and biased["mean_rel_error"] == pytest.approx(biased["mean_abs_rel_error"])
+    assert biased["mean_rel_error"] - scatter["mean_rel_error"] == pytest.approx(0.02, rel=0.1)
+    lines = report._held_out("backtest", "held out", biased)
+    assert f"signed {100 * biased['mean_rel_error']:+.2f}% (predicted above the actual loss for " in lines[2]
+
+
 def test_backtest_by_size_holds_out_every_checkpoint_of_a_held_out_run():
     rows = []
     for i, n in enumerate(np.geomspace(1e6, 1e8, 6)):

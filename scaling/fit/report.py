@@ -95,8 +95,10 @@ def _held_out(name: str, title: str, r: dict[str, Any]) -> list[str]:
     runs = r["runs"] if "runs" in r else [x for f in r["folds"] for x in f.get("runs", [])]
     total = len(runs)
     lines = [f"### {title}", "",
-             f"Mean |relative error| {100 * r['mean_abs_rel_error']:.2f}% (max {100 * r['max_abs_rel_error']:.2f}%); "
-             f"{r['inside_pi95']} of {total} held-out runs inside their 95% prediction interval.", "",
+             f"Mean |relative error| {100 * r['mean_abs_rel_error']:.2f}% (max {100 * r['max_abs_rel_error']:.2f}%), "
+             f"signed {100 * r['mean_rel_error']:+.2f}% (predicted above the actual loss for {r['n_overpredicted']} "
+             f"of {total} runs); {r['inside_pi95']} of {total} held-out runs inside their 95% prediction interval.",
+             "",
              "| run | N | D | actual | predicted | error | 95% interval |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {x['run_id']} | {x['N']:.3g} | {x['D']:.3g} | {x['actual']:.4f} | {x['predicted']:.4f} | "
               f"{100 * x['rel_error']:+.2f}% | {_ci(x, 'pi95')} |" for x in runs]
@@ -144,7 +146,8 @@ def render(results: dict[str, Any]) -> str:
         lines += ["## Out-of-sample checks (approach 3, whole runs held out)", ""]
         if "backtest" in results:
             b = results["backtest"]
-            lines += [f"**Extrapolation error: {100 * b['mean_abs_rel_error']:.2f}%** mean |relative error| on the "
+            lines += [f"**Extrapolation error: {100 * b['mean_abs_rel_error']:.2f}%** mean |relative error| "
+                      f"(signed {100 * b['mean_rel_error']:+.2f}%) on the "
                       f"{b['n_test_runs']} runs of the held-out {'budget' if b['holdout_by'] == 'flops' else 'size'}"
                       f"(s), fitted on the other {b['n_train_runs']}.", ""]
         for name, title in checks:
