@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[str, object]] = {
         ("elsewhere", "tests/test_distributed.py: two ranks on gloo against one"),
     "python sweep.py experiment=chinchilla_gpu launcher=slurm grid.ranks.large_params=3e8 "
     "grid.ranks.large_per_point=8 launcher.ranks_per_node=4": ("dry", ["sweep.probe=false"]),
+    "python sweep.py 'grid.seeds=[0,1,2]'":
+        ("elsewhere", "tests/test_sweep.py::test_local_sweep_runs_skips_and_reruns: a sweep grown by a budget"),
     "python -m scaling status sweeps/default":
         ("elsewhere", "tests/test_sweep.py::test_local_sweep_runs_skips_and_reruns"),
     "python -m scaling fit sweeps/default --out fit/": ("elsewhere", "tests/test_sweep.py (the CLI fit of a sweep)"),
