@@ -132,6 +132,11 @@ def test_a_held_out_budget_the_law_misses_on_one_side_shows_a_signed_error_as_la
     assert biased["mean_rel_error"] - scatter["mean_rel_error"] == pytest.approx(0.02, rel=0.1)
     lines = report._held_out("backtest", "held out", biased)
     assert f"signed {100 * biased['mean_rel_error']:+.2f}% (predicted above the actual loss for " in lines[2]
+    # Holding each budget out in turn, the one off the law has the largest signed error.
+    lobo = leave_one_budget_out(p, bootstrap=0, seed=0)
+    by_budget = {f["budget"]: f["mean_rel_error"] for f in lobo["folds"]}
+    assert max(by_budget, key=by_budget.get) == 1.6e13 and by_budget[1.6e13] > 0.015
+    assert "Signed mean error by held-out budget: 1e+12 " in "\n".join(report._held_out("lobo", "lobo", lobo))
 
 
 def test_backtest_by_size_holds_out_every_checkpoint_of_a_held_out_run():

@@ -98,8 +98,13 @@ def _held_out(name: str, title: str, r: dict[str, Any]) -> list[str]:
              f"Mean |relative error| {100 * r['mean_abs_rel_error']:.2f}% (max {100 * r['max_abs_rel_error']:.2f}%), "
              f"signed {100 * r['mean_rel_error']:+.2f}% (predicted above the actual loss for {r['n_overpredicted']} "
              f"of {total} runs); {r['inside_pi95']} of {total} held-out runs inside their 95% prediction interval.",
-             "",
-             "| run | N | D | actual | predicted | error | 95% interval |", "|---|---|---|---|---|---|---|"]
+             ""]
+    folds = [f for f in r.get("folds", []) if "runs" in f]
+    if folds:  # signed errors that change with the held-out level: the law's curvature misses the runs'
+        level = "budget" if "budget" in folds[0] else "size"
+        lines += [f"Signed mean error by held-out {level}: " + ", ".join(
+            f"{f[level]:.3g} {100 * f['mean_rel_error']:+.2f}%" for f in folds) + ".", ""]
+    lines += ["| run | N | D | actual | predicted | error | 95% interval |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {x['run_id']} | {x['N']:.3g} | {x['D']:.3g} | {x['actual']:.4f} | {x['predicted']:.4f} | "
               f"{100 * x['rel_error']:+.2f}% | {_ci(x, 'pi95')} |" for x in runs]
     skipped = [f for f in r.get("folds", []) if "not_fitted" in f]
