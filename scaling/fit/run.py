@@ -58,8 +58,8 @@ def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int)
 
 
 def _errors(rel: np.ndarray) -> dict[str, Any]:
-    """Mean |error| and its signed part: a law that misses every held-out run on one side has a bias, which a signed
-    mean as large as the mean |error| shows, and which more seeds do not remove."""
+    """Mean |error| and its signed part: scatter about the law averages out of the signed mean, a bias of the law
+    (every held-out run missed on one side) does not, and shows as a signed mean as large as the mean |error|."""
     return {"mean_abs_rel_error": float(np.mean(np.abs(rel))), "max_abs_rel_error": float(np.max(np.abs(rel))),
             "mean_rel_error": float(np.mean(rel)), "n_overpredicted": int(np.sum(rel > 0))}
 
