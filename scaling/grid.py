@@ -231,11 +231,12 @@ def _window(grid: GridConfig, tokens_per_param: list[list[float]], budget_index:
 
     def centred(candidates: list[int]) -> list[int]:
         ratios = [tokens_per_param[i][budget_index] for i in candidates]
-        center = min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / grid.center_tokens_per_param)))
+        center = _nearest(ratios, grid.center_tokens_per_param)
         first = min(max(0, center - k // 2), max(0, len(ratios) - k))
         return candidates[first:first + k]
 
     window = centred(eligible)
+    _warn_if_off_centre(grid, k, [r[budget_index] for r in tokens_per_param], budget, names)
     cut = [i for i in centred(list(range(len(tokens_per_param)))) if i > window[-1]]
     if cut:
         log.warning("isoflop window at %g FLOPs: %s left out, under grid.min_steps=%d steps; its profile holds %d "
@@ -243,6 +244,28 @@ def _window(grid: GridConfig, tokens_per_param: list[list[float]], budget_index:
                     "budget.batch_tokens)", budget, ", ".join(names[i] for i in cut), grid.min_steps, len(window),
                     names[window[-1]])
     return set(window)
+
+
+def _nearest(ratios: list[float], target: float) -> int:
+    """Index of the tokens-per-parameter ratio nearest ``target`` on a log scale."""
+    return min(range(len(ratios)), key=lambda i: abs(math.log(ratios[i] / target)))
+
+
+def _warn_if_off_centre(grid: GridConfig, k: int, ratios: list[float], budget: float, names: list[str]) -> None:
+    """Log a budget whose window of ``k`` sizes the grid cannot centre: the size nearest the target ratio has fewer
+    than k // 2 of the grid's sizes below it or k - 1 - k // 2 above, so the profile's optimum may sit at an edge."""
+    center = _nearest(ratios, grid.center_tokens_per_param)
+    below, above = center, len(ratios) - 1 - center
+    if below < k // 2:
+        log.warning("isoflop window at %g FLOPs is not centred: %s, the size nearest %g tokens per parameter, has "
+                    "%d of the grid's sizes below it where %d are wanted; its optimum may lie at the window's edge "
+                    "(add smaller sizes to grid.sizes)", budget, names[center], grid.center_tokens_per_param, below,
+                    k // 2)
+    elif above < k - 1 - k // 2:
+        log.warning("isoflop window at %g FLOPs is not centred: %s, the size nearest %g tokens per parameter, has "
+                    "%d of the grid's sizes above it where %d are wanted; its optimum may lie at the window's edge "
+                    "(add larger sizes to grid.sizes)", budget, names[center], grid.center_tokens_per_param, above,
+                    k - 1 - k // 2)
 
 
 def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:

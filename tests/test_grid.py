@@ -188,3 +188,28 @@ def test_branched_grid_needs_a_wsd_schedule():
     grid, base = grid_and_base(["grid.branched=true"])
     with pytest.raises(ConfigError, match="grid.branched.*optim=adamw_wsd"):
         expand(grid, base)
+
+
+def test_the_long_study_grown_two_doublings_keeps_two_sizes_each_side_of_its_target(caplog):
+    """`experiment=scaling_cpu_long` grown by `grid.budgets_flops` to 8e12 and 1.6e13 FLOPs: every window holds two
+    sizes on each side of the size nearest 45 tokens per parameter, so no profile's optimum is pinned to the grid's
+    largest width, and nothing but the smallest budget's min_steps cut is logged."""
+    grid, base = grid_and_base(["experiment=scaling_cpu_long",
+                                "grid.budgets_flops=[1.25e11,2.5e11,5e11,1e12,2e12,4e12,8e12,1.6e13]"])
+    with caplog.at_level(logging.WARNING, logger="scaling.grid"):
+        points = expand(grid, base)
+    assert [r.getMessage()[:40] for r in caplog.records] == ["isoflop window at 1.25e+11 FLOPs: 2x28 l"]
+    for c in grid.budgets_flops[1:]:  # the smallest budget's window is cut short by min_steps (test above)
+        ratios = sorted(p.grid["tokens_per_param"] for p in points if p.grid["budget_flops"] == c)
+        nearest = ratios.index(min(ratios, key=lambda r: abs(math.log(r / grid.center_tokens_per_param))))
+        assert 2 <= nearest <= len(ratios) - 3, (c, ratios)
+
+
+def test_a_budget_beyond_the_grids_sizes_is_named_with_the_fix(caplog):
+    """A budget whose target size is the grid's largest gets the largest sizes as its window, with no larger size to
+    put the optimum inside: the sweep says so and names the fix."""
+    with caplog.at_level(logging.WARNING, logger="scaling.grid"):
+        expand(*grid_and_base(["experiment=scaling_cpu_long", "grid.budgets_flops=[5e13]"]))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "at 5e+13 FLOPs is not centred: 2x112" in warnings[0], warnings
+    assert "add larger sizes to grid.sizes" in warnings[0]
