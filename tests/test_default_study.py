@@ -87,7 +87,8 @@ def test_the_approaches_agree_on_a_with_intervals_that_say_something(study):
 
 @pytest.mark.xfail(strict=False, reason="a bias of the fitted form at this scale, not noise: 0.46%, 0.85%, 1.20%, "
                    "1.96%, 1.83% in five draws; the law overpredicts the held-out budget, 1.55% (18 of 18 runs too "
-                   "high) with three seeds fitted together, 1.06% (33 of 36) with the long study's six (README)")
+                   "high) with three seeds fitted together, 1.06% (33 of 36) with the long study's six, 1.18% "
+                   "with four seeds over 64x in compute (README)")
 def test_the_extrapolation_error_is_at_most_one_percent(study):
     _, fit = study
     assert fit["backtest"]["mean_abs_rel_error"] <= 0.01
