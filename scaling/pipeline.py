@@ -74,7 +74,11 @@ def fit(sweep: Sweep) -> None:
     try:
         results = write_fit(from_sweep(sweep.directory), sweep.directory / "report",
                             bootstrap=sweep.config.fit_bootstrap)
-        log.info("fit: %s (%s)", sweep.directory / "report" / "report.md", ", ".join(fitted(results)))
+        names, report = fitted(results), sweep.directory / "report" / "report.md"
+        if names:
+            log.info("fit: %s (%s)", report, ", ".join(names))
+        else:
+            log.warning("fit: no law could be fitted from these runs; %s says why", report)
     except (FitInputError, ValueError) as e:
         log.error("fit skipped: %s", e)
 

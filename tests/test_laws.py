@@ -196,6 +196,8 @@ def strict_json(path):
     ("good", ["--holdout-frac", "2"], "--holdout-frac: 2.0 is not in (0, 1)"),
     ("good", ["--bootstrap", "-1"], "--bootstrap: -1 is below 0"),
     ("no_n_term", ["--approach", "kaplan"], "kaplan L(N, D) not fitted: N_c runs off to infinity"),
+    ("one_level", ["--approach", "kaplan"], "kaplan L(N, D) not fitted: every run lies on one curve D(N)"),
+    ("one_level_curves", ["--approach", "1", "--run-col", "run"], "span only a factor of 1.00 in C (needs 2)"),
 ])
 def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, args, words):
     n = np.repeat(np.geomspace(1e5, 1e7, 6), 4)
@@ -208,15 +210,21 @@ def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, a
         n, d, loss = np.full(48, 1e6), np.full(48, 1e9), np.full(48, 3.0)
     elif case in ("nan", "negative"):
         loss = np.full(n.size, np.nan if case == "nan" else -1.0)
+    elif case == "one_level_curves":  # six runs of one budget, each with a curve of four evaluations
+        n = np.repeat(np.geomspace(1e5, 1e7, 6), 4)
+        d = 1e14 / (6 * n) * np.tile([0.25, 0.5, 0.75, 1.0], 6)
+        loss = true_loss(n, d)
     elif case == "no_n_term":  # every size reaches the same loss: Kaplan's joint law has no finite N_c
         loss = 3.0 + 100 / np.sqrt(d)
     table = tmp_path / "t.csv"
-    pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(table, index=False)
+    pd.DataFrame({"N": n, "D": d, "loss": loss, **({"run": n} if "--run-col" in args else {})}).to_csv(table,
+                                                                                                     index=False)
     result = run_fit(str(table), "--out", str(tmp_path / "out"), "--bootstrap", "10", *args)
     said = result.stderr + "".join(strict_json(tmp_path / "out" / "fit.json")["notes"]
                                    if (tmp_path / "out" / "fit.json").exists() else [])
     assert words in said, said
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
+    assert result.returncode == 2 or case in ("good", "no_n_term"), result.stdout  # nothing it asked for was fitted
     if (tmp_path / "out" / "fit.json").exists():
         fit = strict_json(tmp_path / "out" / "fit.json")
         assert not any(k in fit for k in ("approach3", "approach1")) or case in ("good", "no_n_term")

@@ -18,6 +18,7 @@ from scaling.fit.powerlaw import fit_power_law
 NUM_GRID = 200
 MIN_SIZES = 3
 MIN_EVALS_PER_RUN = 2
+MIN_SPAN = 2.0  # the runs' ends must span this factor in C: one budget's ends differ only by step rounding
 
 
 def _interpolated(curves: dict[str, tuple[float, np.ndarray, np.ndarray, np.ndarray]], grid: np.ndarray
@@ -54,6 +55,10 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
         raise ValueError(f"approach 1 needs curves of at least {MIN_SIZES} sizes (with {MIN_EVALS_PER_RUN}+ "
                          "evaluations each)")
     run_ends = [float(v[1].max()) for v in curves.values()]
+    if max(run_ends) < MIN_SPAN * min(run_ends):
+        raise ValueError(f"approach 1 reads the envelope between the runs' ends, which span only a factor of "
+                         f"{max(run_ends) / min(run_ends):.2f} in C (needs {MIN_SPAN:g}): the runs end at one budget; "
+                         "add budgets")
     grid = np.geomspace(min(run_ends), max(run_ends), NUM_GRID)
     losses, tokens, sizes = _interpolated(curves, grid)
 

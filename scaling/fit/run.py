@@ -152,6 +152,8 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
         out["L(N, D)"] = kaplan.fit_joint(p.N, p.D, p.loss)
     except ValueError as e:
         notes.append(f"kaplan L(N, D) not fitted: {e}")
+    if all(key == "rule" or key.endswith("left out") for key in out):
+        raise ValueError("no law had the points it needs (the kaplan notes say which)")
     return out
 
 
