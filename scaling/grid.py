@@ -255,17 +255,13 @@ def _warn_if_off_centre(grid: GridConfig, k: int, ratios: list[float], budget: f
     """Log a budget whose window of ``k`` sizes the grid cannot centre: the size nearest the target ratio has fewer
     than k // 2 of the grid's sizes below it or k - 1 - k // 2 above, so the profile's optimum may sit at an edge."""
     center = _nearest(ratios, grid.center_tokens_per_param)
-    below, above = center, len(ratios) - 1 - center
-    if below < k // 2:
-        log.warning("isoflop window at %g FLOPs is not centred: %s, the size nearest %g tokens per parameter, has "
-                    "%d of the grid's sizes below it where %d are wanted; its optimum may lie at the window's edge "
-                    "(add smaller sizes to grid.sizes)", budget, names[center], grid.center_tokens_per_param, below,
-                    k // 2)
-    elif above < k - 1 - k // 2:
-        log.warning("isoflop window at %g FLOPs is not centred: %s, the size nearest %g tokens per parameter, has "
-                    "%d of the grid's sizes above it where %d are wanted; its optimum may lie at the window's edge "
-                    "(add larger sizes to grid.sizes)", budget, names[center], grid.center_tokens_per_param, above,
-                    k - 1 - k // 2)
+    for side, have, want, fix in (("below", center, k // 2, "smaller"),
+                                  ("above", len(ratios) - 1 - center, k - 1 - k // 2, "larger")):
+        if have < want:
+            log.warning("isoflop window at %g FLOPs is not centred: %s, the size nearest %g tokens per parameter, has "
+                        "%d of the grid's sizes %s it where %d are wanted; its optimum may lie at the window's edge "
+                        "(add %s sizes to grid.sizes)", budget, names[center], grid.center_tokens_per_param, have,
+                        side, want, fix)
 
 
 def expand(grid: GridConfig, base_raw: dict[str, Any]) -> list[GridPoint]:
@@ -407,7 +403,7 @@ def _branch(points: list[GridPoint], warmup_fraction: float | None) -> list[Grid
 
 def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = None) -> str:
     """The dry-run table: params by component, tokens, FLOPs, tokens/param, steps, LR, batch, estimated time."""
-    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>13}{'N emb':>12}{'N total':>13}{'tokens':>15}"
+    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>15}{'N emb':>12}{'N total':>15}{'tokens':>17}"
               f"{'FLOPs':>10}{'D/N tot':>8}{'steps':>8}{'lr':>9}{'batch':>8}{'est. s':>8}")
     lines, total_s = [header, "-" * len(header)], 0.0
     for p in points:
@@ -417,8 +413,8 @@ def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = 
             seconds = p.grid["cost_tokens"] / tokens_per_s[p.grid["size"]]
             total_s += seconds
             est = f"{seconds:.0f}"
-        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>13,}"
-                     f"{params.embedding:>12,}{params.total:>13,}{p.config.budget.tokens:>15,}{p.grid['compute']:>10.2e}"
+        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>15,}"
+                     f"{params.embedding:>12,}{params.total:>15,}{p.config.budget.tokens:>17,}{p.grid['compute']:>10.2e}"
                      f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>8}{p.config.optim.lr:>9.2e}"
                      f"{p.config.budget.batch_tokens:>8}{est:>8}")
     branches = [p for p in points if p.grid.get("branch_of")]

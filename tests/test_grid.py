@@ -190,16 +190,19 @@ def test_branched_grid_needs_a_wsd_schedule():
         expand(grid, base)
 
 
-def test_the_long_study_grown_two_doublings_keeps_two_sizes_each_side_of_its_target(caplog):
-    """`experiment=scaling_cpu_long` grown by `grid.budgets_flops` to 8e12 and 1.6e13 FLOPs: every window holds two
-    sizes on each side of the size nearest 45 tokens per parameter, so no profile's optimum is pinned to the grid's
-    largest width, and nothing but the smallest budget's min_steps cut is logged."""
-    grid, base = grid_and_base(["experiment=scaling_cpu_long",
-                                "grid.budgets_flops=[1.25e11,2.5e11,5e11,1e12,2e12,4e12,8e12,1.6e13]"])
+@pytest.mark.parametrize("overrides", [
+    # the long study grown by two doublings (its smallest budget's window is cut by min_steps: the test above)
+    ["experiment=scaling_cpu_long", "grid.budgets_flops=[2.5e11,5e11,1e12,2e12,4e12,8e12,1.6e13]"],
+    ["experiment=chinchilla_gpu"],
+])
+def test_shipped_isoflop_windows_keep_two_sizes_each_side_of_their_target(overrides, caplog):
+    """Every window holds two sizes or more on each side of the size nearest the target tokens per parameter, so no
+    profile's optimum is pinned to the grid's largest or smallest size, and the sweep has nothing to warn about."""
+    grid, base = grid_and_base(overrides)
     with caplog.at_level(logging.WARNING, logger="scaling.grid"):
         points = expand(grid, base)
-    assert [r.getMessage()[:40] for r in caplog.records] == ["isoflop window at 1.25e+11 FLOPs: 2x28 l"]
-    for c in grid.budgets_flops[1:]:  # the smallest budget's window is cut short by min_steps (test above)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    for c in grid.budgets_flops:
         ratios = sorted(p.grid["tokens_per_param"] for p in points if p.grid["budget_flops"] == c)
         nearest = ratios.index(min(ratios, key=lambda r: abs(math.log(r / grid.center_tokens_per_param))))
         assert 2 <= nearest <= len(ratios) - 3, (c, ratios)
