@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaling.fit.approach3 import NotIdentifiable
 from scaling.fit.powerlaw import fit_power_law
 
 NUM_GRID = 200
@@ -48,17 +49,17 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
             curves[rid] = (float(np.asarray(n)[m][0]), np.asarray(c, float)[m], np.asarray(d, float)[m],
                            np.asarray(loss, float)[m])
     if not curves:
-        raise ValueError(f"approach 1 needs training curves: at least {MIN_EVALS_PER_RUN} evaluations per run, and "
-                         "every run has one (a sweep's runs log evals every eval.interval_steps; a table needs a run "
-                         "column with several rows per run, --run-col)")
+        raise NotIdentifiable(f"approach 1 needs training curves: at least {MIN_EVALS_PER_RUN} evaluations per "
+                              "run, and every run has one (a sweep's runs log evals every eval.interval_steps; a table "
+                              "needs a run column with several rows per run, --run-col)")
     if len({v[0] for v in curves.values()}) < MIN_SIZES:
-        raise ValueError(f"approach 1 needs curves of at least {MIN_SIZES} sizes (with {MIN_EVALS_PER_RUN}+ "
-                         "evaluations each)")
+        raise NotIdentifiable(f"approach 1 needs curves of at least {MIN_SIZES} sizes (with {MIN_EVALS_PER_RUN}+ "
+                              "evaluations each)")
     run_ends = [float(v[1].max()) for v in curves.values()]
     if max(run_ends) < MIN_SPAN * min(run_ends):
-        raise ValueError(f"approach 1 reads the envelope between the runs' ends, which span only a factor of "
-                         f"{max(run_ends) / min(run_ends):.2f} in C (needs {MIN_SPAN:g}): the runs end at one budget; "
-                         "add budgets")
+        raise NotIdentifiable(f"approach 1 reads the envelope between the runs' ends, which span only a factor of "
+                              f"{max(run_ends) / min(run_ends):.2f} in C (needs {MIN_SPAN:g}): the runs end at one "
+                              "budget; add budgets")
     grid = np.geomspace(min(run_ends), max(run_ends), NUM_GRID)
     losses, tokens, sizes = _interpolated(curves, grid)
 
