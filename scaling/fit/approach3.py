@@ -262,8 +262,18 @@ def check_identifiable(n: np.ndarray, d: np.ndarray) -> None:
     for name, values in (("N", n), ("D", d)):
         if len(np.unique(values)) < MIN_DISTINCT:
             raise NotIdentifiable(f"only {len(np.unique(values))} distinct {name} (needs {MIN_DISTINCT})")
+    check_not_one_curve(n, d)
+
+
+def check_not_one_curve(n: np.ndarray, d: np.ndarray) -> None:
+    """Raise :class:`NotIdentifiable` when D is (within ONE_CURVE_RTOL) a smooth function of N, or either is fixed:
+    no law in N and D together, of any form, can then tell their effects apart."""
+    for name, values in (("N", n), ("D", d)):
+        if len(np.unique(values)) < 2:
+            raise NotIdentifiable(f"every run has the same {name}")
     log_n, log_d = np.log(n), np.log(d)
-    resid = log_d - np.polyval(np.polyfit(log_n, log_d, 2), log_n)
+    degree = min(2, len(np.unique(log_n)) - 1)
+    resid = log_d - np.polyval(np.polyfit(log_n, log_d, degree), log_n)
     if np.max(np.abs(resid)) < np.log1p(ONE_CURVE_RTOL):
         raise NotIdentifiable("every run lies on one curve D(N) (e.g. one compute level, or one tokens-per-parameter "
                               "ratio), so the effects of N and D cannot be told apart; add runs at other budgets")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
-from scaling.fit.approach3 import check_identifiable
+from scaling.fit.approach3 import check_not_one_curve
 
 MIN_POINTS_1D = 3
+MIN_POINTS_JOINT = 5
 
 
 def _scale(name: str, log_value: float) -> float:
@@ -58,7 +59,9 @@ def fit_1d(x: np.ndarray, loss: np.ndarray, with_floor: bool) -> dict:
 def fit_joint(n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> dict:
     """Kaplan eq. 1.5 on all runs; refused, like approach 3, where the runs cannot tell N's effect from D's."""
     n, d, loss = (np.asarray(v, float) for v in (n, d, loss))
-    check_identifiable(n, d)
+    if len(n) < MIN_POINTS_JOINT:
+        raise ValueError(f"needs at least {MIN_POINTS_JOINT} runs, got {len(n)}")
+    check_not_one_curve(n, d)
     ln, ld, ll = np.log(n), np.log(d), np.log(loss)
 
     def residual(p: np.ndarray) -> np.ndarray:
