@@ -8,8 +8,9 @@ Three kinds (``configs/grid/``):
   ``sizes_per_budget`` each budget trains only that many consecutive sizes, centred on the size whose tokens per
   parameter is nearest ``center_tokens_per_param``, as Hoffmann et al. chose a window of sizes per budget: the
   optimum moves with C, and every profile needs sizes on both sides of it. The window is taken among the sizes
-  that train at least ``min_steps`` steps at that budget, so the largest sizes of a small budget drop out (the
-  sweep logs a window cut short this way: the optimum of its profile may sit at its edge);
+  that train at least ``min_steps`` steps at that budget, so the largest sizes of a small budget drop out. The
+  sweep logs a window cut short this way, and one the grid's sizes cannot centre (too few sizes beyond the target
+  on one side): the optimum of its profile may sit at its edge;
 * ``ladder``: sizes × multiples k of tokens per parameter, D = k · N_total (OLMo's model ladder; Hoffmann et al.
   counted every parameter, and their compute-optimal ratio is about k = 20).
 
@@ -218,8 +219,8 @@ def _window(grid: GridConfig, tokens_per_param: list[list[float]], budget_index:
             names: list[str]) -> set[int]:
     """The sizes (indices in order of N) that train at isoflop budget ``budget_index``: ``sizes_per_budget``
     consecutive sizes, among those that train at least ``min_steps`` steps at this budget, centred on the ratio nearest
-    ``center_tokens_per_param``. A window that min_steps cuts short at the top is logged: its profile's optimum may
-    lie at its edge."""
+    ``center_tokens_per_param``. A window that min_steps cuts short at the top, or that the grid's sizes cannot
+    centre, is logged: its profile's optimum may lie at its edge."""
     if grid.sizes_per_budget is None:
         return set(range(len(tokens_per_param)))
     k, budget = grid.sizes_per_budget, grid.budgets_flops[budget_index]
