@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from scaling.errors import UserError
+from scaling.fit.approach3 import DEFAULT_FORM, FORMS
 from scaling.fit.run import APPROACHES, HOLDOUT_BY, fitted
 
 
@@ -26,7 +27,7 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"warning: excluded {dropped}", file=sys.stderr)
         results = write_fit(table, Path(args.out), approaches=tuple(args.approach or APPROACHES),
                             bootstrap=args.bootstrap, seed=args.seed, approach2_method=args.approach2_method,
-                            holdout_by=args.holdout_by, holdout_frac=args.holdout_frac)
+                            holdout_by=args.holdout_by, holdout_frac=args.holdout_frac, form=args.form)
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--approach", action="append", choices=APPROACHES,
                      help="repeat to select several (default: every approach the data supports)")
     fit.add_argument("--approach2-method", default="akima", choices=("akima", "parabola", "huber"))
+    fit.add_argument("--form", default=DEFAULT_FORM, choices=FORMS,
+                     help="approach 3's L(N, D): kaplan_floor (default) or chinchilla (E + A/N^α + B/D^β, the form of "
+                     "published fits); the backtest reports both")
     fit.add_argument("--params", help="parameter count of a sweep: non_embedding|total (default: the sweep's own)")
     fit.add_argument("--flops", help="FLOP convention of a sweep: kaplan|6n|6n_attention|chinchilla (default: the "
                      "sweep's own)")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scaling.fit.approach2 import fit_approach2
-from scaling.fit.approach3 import fit_approach3, init_grid
+from scaling.fit.approach3 import FORMS, fit_approach3, init_grid, reducible
 from tests.conftest import ROOT
 
 DATA = Path(__file__).parent / "data"
@@ -47,7 +47,7 @@ def test_approach2_akima_reproduces_porian_exponents_and_parabola_does_not():
 def test_approach3_reproduces_gemstones_hot_fit():
     rows = pd.read_json(DATA / "gemstones" / "wandb_df_for_fitting_hot.jsonl", lines=True)
     authors = json.loads((DATA / "gemstones" / "approach_3_parameters_grid_search_0_hot.json").read_text())
-    fit = fit_approach3(rows.params_active_precise, rows.tokens, rows.final_loss)
+    fit = fit_approach3(rows.params_active_precise, rows.tokens, rows.final_loss, form="chinchilla")
     alpha, beta = authors["exponents"]["0"]
     log_a, log_b = authors["coefficients"]["0"]
     assert fit.alpha == pytest.approx(alpha, abs=1e-3)
@@ -61,7 +61,7 @@ def test_approach3_reproduces_gemstones_hot_fit():
 def test_approach3_reproduces_published_fits_it_was_not_developed_on(subset):
     rows = pd.read_json(DATA / "gemstones" / f"wandb_df_for_fitting_{subset}.jsonl", lines=True)
     authors = json.loads((DATA / "gemstones" / f"approach_3_parameters_grid_search_0_{subset}.json").read_text())
-    fit = fit_approach3(rows.params_active_precise, rows.tokens, rows.final_loss)
+    fit = fit_approach3(rows.params_active_precise, rows.tokens, rows.final_loss, form="chinchilla")
     alpha, beta = authors["exponents"]["0"]
     assert fit.alpha == pytest.approx(alpha, abs=2e-3) and fit.beta == pytest.approx(beta, abs=2e-3)
     assert fit.E == pytest.approx(np.exp(authors["irreducible_error"]["0"]), rel=2e-3)
@@ -74,34 +74,37 @@ def test_init_grid_is_chinchillas():
     assert sorted(set(grid[:, 3])) == [0.0, 0.5, 1.0, 1.5, 2.0] and sorted(set(grid[:, 0])) == [0, 5, 10, 15, 20, 25]
 
 
-def synthetic(seed: int, noise: float = 0.01):
+def synthetic(seed: int, noise: float = 0.01, form: str = "chinchilla"):
     rng = np.random.default_rng(seed)
     truth = dict(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.28)
     n = np.repeat(np.geomspace(1e6, 3e8, 8), 6)
     d = np.tile(np.geomspace(2e7, 2e10, 6), 8)
-    loss = (truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / d ** truth["beta"]) * np.exp(
-        rng.normal(0, noise, n.size))
-    return truth, n, d, loss
+    law = truth["E"] + reducible(form, truth["A"], truth["B"], truth["alpha"], truth["beta"], n, d)
+    return truth, n, d, law * np.exp(rng.normal(0, noise, n.size))
 
 
 def test_bootstrap_intervals_cover_the_truth_in_most_trials():
     trials, covered = 10, {"alpha": 0, "beta": 0, "E": 0}
     for seed in range(trials):
         truth, n, d, loss = synthetic(seed)
-        fit = fit_approach3(n, d, loss, bootstrap=100, seed=seed)
+        fit = fit_approach3(n, d, loss, bootstrap=100, seed=seed, form="chinchilla")
         for k in covered:
             lo, hi = fit.ci95[k]
             covered[k] += lo <= truth[k] <= hi
     assert all(c >= 7 for c in covered.values()), covered
 
 
-def test_noise_free_synthetic_is_recovered_exactly():
-    truth, n, d, loss = synthetic(0, noise=0.0)
-    fit = fit_approach3(n, d, loss)
+@pytest.mark.parametrize("form", FORMS)
+def test_noise_free_synthetic_is_recovered_exactly(form):
+    truth, n, d, loss = synthetic(0, noise=0.0, form=form)
+    fit = fit_approach3(n, d, loss, form=form)
     for k, v in truth.items():
         assert getattr(fit, k) == pytest.approx(v, rel=1e-3)
     n_opt, d_opt = fit.optimal_allocation(np.array([1e20]))
     assert 6 * n_opt[0] * d_opt[0] == pytest.approx(1e20)
+    # The closed-form optimum is the minimum of the law along the budget.
+    along = fit.predict(n_opt[0] * np.array([0.99, 1.0, 1.01]), 1e20 / (6 * n_opt[0] * np.array([0.99, 1.0, 1.01])))
+    assert along[1] < along[0] and along[1] < along[2]
 
 
 def run_fit(*args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from scipy.optimize import minimize_scalar
 
 from scaling.fit import approach1, kaplan
 from scaling.fit.approach2 import fit_approach2
-from scaling.fit.approach3 import NotIdentifiable, fit_approach3
+from scaling.fit.approach3 import FORMS, NotIdentifiable, fit_approach3, reducible
 from scaling.fit.run import backtest, fit_all, leave_one_budget_out
 from scaling.fit.table import FitTable
 from tests.conftest import ROOT
@@ -24,57 +24,58 @@ TRUTH = dict(E=1.2, A=30.0, B=60.0, alpha=0.35, beta=0.30)
 OVERHEAD_K, OVERHEAD_GAMMA = 600.0, 0.5  # FLOPs per token = 6N + 600·N^0.5: attention and output layer, say
 
 
-def true_loss(n, d):
-    return TRUTH["E"] + TRUTH["A"] / np.asarray(n) ** TRUTH["alpha"] + TRUTH["B"] / np.asarray(d) ** TRUTH["beta"]
+def true_loss(n, d, form: str = "chinchilla"):
+    return TRUTH["E"] + reducible(form, TRUTH["A"], TRUTH["B"], TRUTH["alpha"], TRUTH["beta"], n, d)
 
 
 def flops_per_token(n):
     return 6 * np.asarray(n, float) + OVERHEAD_K * np.asarray(n, float) ** OVERHEAD_GAMMA
 
 
-def true_optimum(c: float) -> tuple[float, float]:
+def true_optimum(c: float, form: str = "chinchilla") -> tuple[float, float]:
     """Brute-force N_opt(C), D_opt(C) under C = f(N)·D, independent of the fitter."""
-    res = minimize_scalar(lambda x: true_loss(np.exp(x), c / flops_per_token(np.exp(x))), bounds=(0, np.log(c / 6)),
-                          method="bounded", options={"xatol": 1e-10})
+    res = minimize_scalar(lambda x: true_loss(np.exp(x), c / flops_per_token(np.exp(x)), form),
+                          bounds=(0, np.log(c / 6)), method="bounded", options={"xatol": 1e-10})
     n = float(np.exp(res.x))
     return n, c / float(flops_per_token(n))
 
 
 def isoflop_table(budgets=(1e12, 4e12, 1.6e13, 6.4e13), sizes_per_budget: int = 9, noise: float = 0.0,
-                  seed: int = 0) -> FitTable:
+                  seed: int = 0, form: str = "chinchilla") -> FitTable:
     rng = np.random.default_rng(seed)
     rows = []
     for c in budgets:
-        n_opt, _ = true_optimum(c)
+        n_opt, _ = true_optimum(c, form)
         for i, n in enumerate(n_opt * np.geomspace(1 / 6, 6, sizes_per_budget)):
             d = c / flops_per_token(n)
             rows.append({"run_id": f"{c:.0e}-{i}", "N": n, "D": d, "C": c, "nominal_C": c, "budget": c,
-                         "loss": float(true_loss(n, d) * np.exp(rng.normal(0, noise)))})
+                         "loss": float(true_loss(n, d, form) * np.exp(rng.normal(0, noise)))})
     return FitTable(points=pd.DataFrame(rows), curves=None, conventions={"params": "total", "flops": "6n_attention"})
 
 
-def exponents_over(budgets) -> tuple[float, float]:
-    (n0, d0), (n1, d1) = true_optimum(budgets[0]), true_optimum(budgets[-1])
+def exponents_over(budgets, form: str = "chinchilla") -> tuple[float, float]:
+    (n0, d0), (n1, d1) = true_optimum(budgets[0], form), true_optimum(budgets[-1], form)
     span = np.log(budgets[-1] / budgets[0])
     return np.log(n1 / n0) / span, np.log(d1 / d0) / span
 
 
-def test_allocations_are_in_tokens_trained_under_a_convention_that_is_not_6nd():
-    table = isoflop_table()
+@pytest.mark.parametrize("form", FORMS)
+def test_allocations_are_in_tokens_trained_under_a_convention_that_is_not_6nd(form):
+    table = isoflop_table(form=form)
     budgets = sorted(table.points.nominal_C.unique())
-    true_a, true_b = exponents_over(budgets)
+    true_a, true_b = exponents_over(budgets, form)
     assert abs(true_a + true_b - 1) > 0.03  # the convention matters: C is not proportional to N·D here
     a2 = fit_approach2(table.points.N, table.points.D, table.points.loss, table.points.C,
                        budgets=table.points.budget)
     assert a2.n_law.exponent == pytest.approx(true_a, abs=0.02)
     assert a2.d_law.exponent == pytest.approx(true_b, abs=0.02)
     for o in a2.optima:  # D_opt is what a run at N_opt would train on, not C / (6 N_opt)
-        assert o.d_opt == pytest.approx(true_optimum(o.compute)[1], rel=0.05)
-    results = fit_all(table, approaches=("3",), bootstrap=0)
+        assert o.d_opt == pytest.approx(true_optimum(o.compute, form)[1], rel=0.05)
+    results = fit_all(table, approaches=("3",), bootstrap=0, form=form)
     a3 = results["approach3"]
     assert a3["a"] == pytest.approx(true_a, abs=0.02) and a3["b"] == pytest.approx(true_b, abs=0.02)
     for row in a3["compute_optimal"][:2]:
-        n, d = true_optimum(row["C"])
+        n, d = true_optimum(row["C"], form)
         assert row["N_opt"] == pytest.approx(n, rel=0.05) and row["D_opt"] == pytest.approx(d, rel=0.05)
         assert flops_per_token(row["N_opt"]) * row["D_opt"] == pytest.approx(row["C"], rel=1e-3)
 
@@ -94,11 +95,11 @@ def test_approach3_bootstrap_resamples_whole_runs():
     n = np.repeat(np.geomspace(1e5, 1e7, 5), 4)
     d = np.tile(np.geomspace(1e7, 1e9, 4), 5)
     loss = true_loss(n, d) * np.exp(rng.normal(0, 0.01, n.size))
-    once = fit_approach3(n, d, loss, bootstrap=60, seed=3)
+    once = fit_approach3(n, d, loss, bootstrap=60, seed=3, form="chinchilla")
     # Every run logged three times (checkpoint rows of one run): resampling runs must give the same intervals as
     # resampling the single rows, not the narrower intervals of three times the data.
     thrice = fit_approach3(np.repeat(n, 3), np.repeat(d, 3), np.repeat(loss, 3), bootstrap=60, seed=3,
-                           groups=np.repeat(np.arange(n.size), 3))
+                           groups=np.repeat(np.arange(n.size), 3), form="chinchilla")
     for key in ("alpha", "beta", "E"):
         assert thrice.ci95[key] == pytest.approx(once.ci95[key], rel=1e-3)
 
@@ -108,12 +109,12 @@ def test_backtest_holds_out_whole_budgets_by_nominal_value():
     p = table.points.copy()
     # Step rounding: the largest budget's biggest run used slightly fewer FLOPs than another budget's run did.
     p.loc[p.index[-1], "C"] = p.C.max() * 0.2
-    out = backtest(p, "flops", 0.2, bootstrap=20, seed=0)
+    out = backtest(p, "flops", 0.2, bootstrap=20, seed=0, form="chinchilla")
     assert out["held_out"] == [6.4e13]
     assert {r["run_id"] for r in out["runs"]} == set(p.run_id[p.nominal_C == 6.4e13])
     assert all(r["pi95"][0] <= r["pi95"][1] for r in out["runs"])
     assert out["inside_pi95"] == sum(r["inside_pi95"] for r in out["runs"])
-    lobo = leave_one_budget_out(p, bootstrap=0, seed=0)
+    lobo = leave_one_budget_out(p, bootstrap=0, seed=0, form="chinchilla")
     assert [f["budget"] for f in lobo["folds"]] == sorted(p.nominal_C.unique())
     assert lobo["n_predicted"] == len(p)
 
@@ -124,16 +125,16 @@ def test_a_held_out_budget_the_law_misses_on_one_side_shows_a_signed_error_as_la
 
     table = isoflop_table(budgets=(1e12, 2e12, 4e12, 8e12, 1.6e13), noise=0.01, seed=1)
     p = table.points.copy()
-    scatter = backtest(p, "flops", 0.2, bootstrap=0, seed=0)
+    scatter = backtest(p, "flops", 0.2, bootstrap=0, seed=0, form="chinchilla")
     p.loc[p.nominal_C == 1.6e13, "loss"] *= 0.98
-    biased = backtest(p, "flops", 0.2, bootstrap=0, seed=0)
+    biased = backtest(p, "flops", 0.2, bootstrap=0, seed=0, form="chinchilla")
     assert 0 < scatter["n_overpredicted"] < 9 and abs(scatter["mean_rel_error"]) < scatter["mean_abs_rel_error"]
     assert biased["n_overpredicted"] == 9 and biased["mean_rel_error"] == pytest.approx(biased["mean_abs_rel_error"])
     assert biased["mean_rel_error"] - scatter["mean_rel_error"] == pytest.approx(0.02, rel=0.1)
     lines = report._held_out("backtest", "held out", biased)
     assert f"signed {100 * biased['mean_rel_error']:+.2f}% (predicted above the actual loss for " in lines[2]
     # Holding each budget out in turn, the one off the law has the largest signed error.
-    lobo = leave_one_budget_out(p, bootstrap=0, seed=0)
+    lobo = leave_one_budget_out(p, bootstrap=0, seed=0, form="chinchilla")
     by_budget = {f["budget"]: f["mean_rel_error"] for f in lobo["folds"]}
     assert max(by_budget, key=by_budget.get) == 1.6e13 and by_budget[1.6e13] > 0.015
     assert "Signed mean error by held-out budget: 1e+12 " in "\n".join(report._held_out("lobo", "lobo", lobo))
@@ -146,10 +147,10 @@ def test_backtest_by_size_holds_out_every_checkpoint_of_a_held_out_run():
             rows.append({"run_id": f"run{i}", "N": n, "D": d, "C": 6 * n * d, "loss": float(true_loss(n, d))})
     p = pd.DataFrame(rows)
     p["nominal_C"] = p.C
-    out = backtest(p, "size", 0.2, bootstrap=0, seed=0)
+    out = backtest(p, "size", 0.2, bootstrap=0, seed=0, form="chinchilla")
     assert out["n_test_runs"] == 1 and len(out["runs"]) == 5 and out["n_train_runs"] == 5
     with pytest.raises(ValueError, match="several budgets"):
-        leave_one_budget_out(p, bootstrap=0, seed=0)
+        leave_one_budget_out(p, bootstrap=0, seed=0, form="chinchilla")
 
 
 def test_unidentifiable_designs_are_refused_with_the_reason():
@@ -273,17 +274,21 @@ def test_a_backtest_whose_law_predicts_no_finite_loss_is_refused_and_the_report_
     with warnings.catch_warnings():  # the refusal is the whole message: no numpy overflow warning beside it
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ValueError, match="predicts no finite loss"):
-            backtest(p, "flops", 0.2, bootstrap=20, seed=0)
-        results = fit_all(FitTable(points=p, curves=None, conventions={"params": "total", "flops": "6n_attention"}),
-                          approaches=("3",), bootstrap=20)
-    assert "backtest" not in results and any("backtest not fitted" in n for n in results["notes"])
-    assert "## Warnings" in report.render(results)
+            backtest(p, "flops", 0.2, bootstrap=20, seed=0, form="chinchilla")
+        table = FitTable(points=p, curves=None, conventions={"params": "total", "flops": "6n_attention"})
+        results = fit_all(table, approaches=("3",), bootstrap=20, form="chinchilla")
+        assert "backtest" not in results and any("backtest not fitted" in n for n in results["notes"])
+        assert "## Warnings" in report.render(results)
+        # In the other form the backtest is fitted, and the refused form's line says why it has no figure.
+        results = fit_all(table, approaches=("3",), bootstrap=20, form="kaplan_floor")
+    assert "predicts no finite loss" in results["backtest"]["other_forms"]["chinchilla"]["not_fitted"]
+    assert "fitted in the `chinchilla` form: not fitted (the law fitted" in report.render(results)
 
 
 def test_held_out_runs_fall_inside_their_prediction_intervals_at_the_stated_rate():
     """Runs scattered 1.5% about the law (as seeds scatter real runs): a prediction interval for a new run must hold
     its own scatter, not only the spread of the refitted laws, which at 36 runs is far narrower."""
     table = isoflop_table(budgets=(1e12, 2e12, 4e12, 8e12, 1.6e13), sizes_per_budget=9, noise=0.015, seed=2)
-    out = backtest(table.points, "flops", 0.2, bootstrap=60, seed=0)
+    out = backtest(table.points, "flops", 0.2, bootstrap=60, seed=0, form="chinchilla")
     assert out["n_test_runs"] == 9
     assert out["inside_pi95"] >= 8, [(r["actual"], r["pi95"]) for r in out["runs"]]

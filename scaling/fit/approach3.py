@@ -1,13 +1,24 @@
-"""Chinchilla approach 3: a parametric loss L(N, D) = E + A/N^α + B/D^β.
+"""Chinchilla approach 3: a parametric loss L(N, D) fitted to every run, in one of two forms.
+
+- ``chinchilla``: L = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2). The two reducible terms add.
+- ``kaplan_floor``: L = E + ((A/N^α)^(1/β) + (B/D^β)^(1/β))^β, Kaplan et al. 2020's eq. 1.5,
+  L = ((N_c/N)^(α/β) + D_c/D)^β with A = N_c^α, B = D_c^β, plus the irreducible floor E that Henighan et al. 2020
+  (arXiv 2010.14701) add to every law. It has the same five parameters with the same limits (E + A/N^α as D → ∞,
+  E + B/D^β as N → ∞), but where both terms matter it is lower than their sum: its IsoFLOP profiles are deeper at
+  their minimum. On the project's own studies the separable form's residuals have that shape and its extrapolation
+  to a held-out budget is biased high; this form's is not (README, "How to read a fit"), so it is the default
+  (DEFAULT_FORM). Published fits were made in Chinchilla's form.
 
 Hoffmann et al. 2022, §3.3 and Appendix D.2: fit in log space with the log-sum-exp form
 
     log L̂(N, D) = LSE(a − α·log N,  b − β·log D,  e),      A = eᵃ, B = eᵇ, E = eᵉ,
 
+(for ``kaplan_floor``: LSE(β·LSE((a − α·log N)/β, (b − β·log D)/β), e))
+
 minimising the **sum** of Huber(δ = 1e-3) losses of log L̂ − log L over the runs (summed, not averaged: an average
 shrinks the gradient by 1/n and L-BFGS's tolerances then stop it early — Besiroglu et al. 2024, "Chinchilla
 Scaling: A replication attempt"), from the grid of initialisations α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −.5, …, 1},
-a, b ∈ {0, 5, …, 25} (4,500 starts), keeping the best.
+a, b ∈ {0, 5, …, 25} (4,500 starts; β = 0 left out for ``kaplan_floor``, which divides by β), keeping the best.
 
 Speed: every start is optimised at once by a batched quasi-Newton (BFGS) in numpy with the analytic gradient; the
 best few results are then polished with scipy's L-BFGS-B. Bootstrap replicates reweight the same points by
@@ -15,7 +26,9 @@ multinomial counts and restart from the best few optima of the full fit, all rep
 
 Compute-optimal allocation: N_opt(C), D_opt(C) minimise L(N, D) subject to C = f(N)·D, with f(N) the FLOPs per
 token of the fit's convention (``scaling.fit.compute``). Under C = 6·N·D this is Hoffmann et al. 2022, eq. 4:
-N_opt(C) = G·(C/6)^a, D_opt(C) = G⁻¹·(C/6)^b, G = (αA / βB)^(1/(α+β)), a = β/(α+β), b = α/(α+β); otherwise it
+N_opt(C) = G·(C/6)^a, D_opt(C) = G⁻¹·(C/6)^b, G = (αA / βB)^(1/(α+β)), a = β/(α+β), b = α/(α+β); in the
+``kaplan_floor`` form the optimum has (B/D^β)^(1/β) = (α/β)·(A/N^α)^(1/β), so G = ((α/β)·(A/B)^(1/β))^(β/(α+β)) with
+the same a and b (setting the derivative of the bracket along the budget to zero); otherwise it
 is solved numerically, and the exponents a, b quoted for the runs' range are the slopes of log N_opt and log D_opt
 against log C across that range (β/(α+β) and α/(α+β) remain their limits at large C).
 
@@ -35,42 +48,73 @@ from scipy.optimize import minimize
 from scaling.fit.compute import FlopsPerToken
 
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # optimisation variables, in this order
+FORMS = {"chinchilla": "L(N, D) = E + A / N^alpha + B / D^beta",
+         "kaplan_floor": "L(N, D) = E + ((A / N^alpha)^(1/beta) + (B / D^beta)^(1/beta))^beta"}
+DEFAULT_FORM = "kaplan_floor"
 HUBER_DELTA = 1e-3
 MAX_RESIDUALS = 200  # residuals a prediction interval combines with every bootstrap fit
 
 
-def init_grid(coarse: bool = False) -> np.ndarray:
+def check_form(form: str) -> None:
+    if form not in FORMS:
+        raise ValueError(f"unknown law form {form!r}; use one of {', '.join(FORMS)}")
+
+
+@np.errstate(over="ignore", invalid="ignore")  # a law whose terms overflow gives inf: the callers refuse it by name
+def reducible(form: str, a_: np.ndarray, b_: np.ndarray, alpha: np.ndarray, beta: np.ndarray, n: np.ndarray,
+              d: np.ndarray) -> np.ndarray:
+    """L − E of ``form`` with A = ``a_``, B = ``b_`` (broadcast together)."""
+    by_n, by_d = a_ / np.asarray(n, float) ** alpha, b_ / np.asarray(d, float) ** beta
+    if form == "chinchilla":
+        return by_n + by_d
+    return (by_n ** (1.0 / beta) + by_d ** (1.0 / beta)) ** beta
+
+
+def init_grid(coarse: bool = False, form: str = "chinchilla") -> np.ndarray:
     """The Chinchilla grid of starting points, shape (4500, 5) in PARAM_NAMES order; ``coarse``: three values per
-    axis inside the same ranges (243 starts), for the many refits of the out-of-sample checks."""
+    axis inside the same ranges (243 starts), for the many refits of the out-of-sample checks. ``kaplan_floor``
+    leaves out β = 0, where its form is undefined."""
     alphas = betas = np.arange(0.0, 2.01, 0.5)
     es = np.arange(-1.0, 1.01, 0.5)
     abs_ = np.arange(0.0, 25.01, 5.0)
     if coarse:
         alphas = betas = np.array([0.5, 1.0, 1.5])
         es, abs_ = np.array([-1.0, 0.0, 1.0]), np.array([0.0, 10.0, 20.0])
-    return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, abs_, es, alphas, betas)])
+    grid = np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, abs_, es, alphas, betas)])
+    return grid if form == "chinchilla" else grid[grid[:, 4] > 0]
+
+
+def _lse2(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log(eˣ + eʸ) and the weights eˣ/(eˣ + eʸ), eʸ/(eˣ + eʸ), without overflow."""
+    m = np.maximum(x, y)
+    wx, wy = np.exp(x - m), np.exp(y - m)
+    total = wx + wy
+    return m + np.log(total), wx / total, wy / total
 
 
 def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
-               weights: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+               weights: np.ndarray, delta: float, form: str = "chinchilla") -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber loss and its gradient for a batch of parameter vectors.
 
     theta (S, 5); weights (S, n) or (n,): per-start point weights (bootstrap counts). Returns f (S,), g (S, 5)."""
     a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
-    t1, t2 = a - alpha * log_n, b - beta * log_d
-    t3 = np.broadcast_to(e, t1.shape)
-    m = np.maximum(np.maximum(t1, t2), t3)
-    w1, w2, w3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
-    total = w1 + w2 + w3
-    r = m + np.log(total) - log_l
+    t1, t2 = a - alpha * log_n, b - beta * log_d  # log A/N^α, log B/D^β
+    if form == "chinchilla":  # log R = LSE(t1, t2)
+        log_r, w1, w2 = _lse2(t1, t2)
+        d_log_r = (w1, w2, -w1 * log_n, -w2 * log_d)
+    else:  # log R = β·LSE(t1/β, t2/β) = β·s; ∂/∂β = s − (w1·t1 + w2·b)/β, as t2/β = b/β − log D
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s, w1, w2 = _lse2(t1 / beta, t2 / beta)
+            log_r = beta * s
+            d_log_r = (w1, w2, -w1 * log_n, s - (w1 * t1 + w2 * b) / beta)
+    log_l_hat, w_r, w_e = _lse2(log_r, np.broadcast_to(e, log_r.shape))
+    r = log_l_hat - log_l
     abs_r = np.abs(r)
     huber = np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
     dh = np.clip(r, -delta, delta) * weights
-    w1, w2, w3 = w1 / total, w2 / total, w3 / total
-    grad = np.stack([
-        (dh * w1).sum(1), (dh * w2).sum(1), (dh * w3).sum(1),
-        -(dh * w1 * log_n).sum(1), -(dh * w2 * log_d).sum(1),
-    ], axis=1)
+    dr = dh * w_r
+    grad = np.stack([(dr * d_log_r[0]).sum(1), (dr * d_log_r[1]).sum(1), (dh * w_e).sum(1),
+                     (dr * d_log_r[2]).sum(1), (dr * d_log_r[3]).sum(1)], axis=1)
     return (huber * weights).sum(1), grad
 
 
@@ -141,6 +185,8 @@ class Approach3Fit:
     beta: float
     loss: float
     n_points: int
+    form: str
+    """A key of FORMS."""
     ci95: dict[str, list[float]] = field(default_factory=dict)
     bootstrap: int = 0
     replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -160,7 +206,7 @@ class Approach3Fit:
         return np.array([self.E, self.A, self.B, self.alpha, self.beta])
 
     def predict(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
-        return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
+        return self.E + reducible(self.form, self.A, self.B, self.alpha, self.beta, n, d)
 
     def prediction_interval(self, n: np.ndarray, d: np.ndarray, log_residuals: np.ndarray | None = None
                             ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -174,8 +220,7 @@ class Approach3Fit:
         if self.replicates is None:
             return None
         e, a, b, alpha, beta = (self.replicates[:, i : i + 1] for i in range(5))
-        with np.errstate(over="ignore", invalid="ignore"):
-            pred = e + a / np.asarray(n, float)[None] ** alpha + b / np.asarray(d, float)[None] ** beta
+        pred = e + reducible(self.form, a, b, alpha, beta, np.asarray(n, float)[None], np.asarray(d, float)[None])
         pred = np.where(np.isfinite(pred), pred, np.nan)  # a replicate whose terms overflow says "unbounded"
         if log_residuals is not None:
             residuals = np.asarray(log_residuals, float)
@@ -187,21 +232,23 @@ class Approach3Fit:
     def optimal_allocation(self, compute: np.ndarray, flops: FlopsPerToken = FlopsPerToken()
                            ) -> tuple[np.ndarray, np.ndarray]:
         """N_opt(C), D_opt(C) under C = flops(N)·D (see the module docstring)."""
-        n_opt = allocate(self.params()[None], np.asarray(compute, float), flops)[0]
+        n_opt = allocate(self.params()[None], np.asarray(compute, float), flops, self.form)[0]
         return n_opt, np.asarray(compute, float) / flops(n_opt)
 
     def as_dict(self) -> dict:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a_limit": self.a,
                 "b_limit": self.b, "huber_loss": self.loss, "n_points": self.n_points, "bootstrap": self.bootstrap,
-                "ci95": self.ci95, "form": "L(N, D) = E + A / N^alpha + B / D^beta"}
+                "ci95": self.ci95, "form": self.form, "formula": FORMS[self.form]}
 
 
-def allocate(params: np.ndarray, compute: np.ndarray, flops: FlopsPerToken) -> np.ndarray:
+def allocate(params: np.ndarray, compute: np.ndarray, flops: FlopsPerToken, form: str) -> np.ndarray:
     """N_opt for every parameter row (E, A, B, alpha, beta) and budget: shape (rows, budgets)."""
     _, a_, b_, alpha, beta = (params[:, i : i + 1] for i in range(5))
     c = np.asarray(compute, float)[None, :]
-    if flops.is_6nd:  # Hoffmann et al. 2022, eq. 4
-        g = (alpha * a_ / (beta * b_)) ** (1.0 / (alpha + beta))
+    if flops.is_6nd:  # closed forms (module docstring); Hoffmann et al. 2022, eq. 4 for chinchilla
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            g = ((alpha * a_ / (beta * b_)) ** (1.0 / (alpha + beta)) if form == "chinchilla"
+                 else (alpha / beta * (a_ / b_) ** (1.0 / beta)) ** (beta / (alpha + beta)))
         return g * (c / 6.0) ** (beta / (alpha + beta))
     # L along the budget, as a function of x = log N, is a sum of a falling and a rising exponential-like term:
     # unimodal, so a vectorised golden-section search over x in [0, log(C/6)) finds its minimum.
@@ -211,7 +258,7 @@ def allocate(params: np.ndarray, compute: np.ndarray, flops: FlopsPerToken) -> n
 
     def along_budget(x: np.ndarray) -> np.ndarray:
         n = np.exp(x)
-        return a_ * n ** -alpha + b_ * (c / flops(n)) ** -beta
+        return reducible(form, a_, b_, alpha, beta, n, c / flops(n))
 
     ratio = (np.sqrt(5.0) - 1) / 2
     for _ in range(120):
@@ -222,11 +269,11 @@ def allocate(params: np.ndarray, compute: np.ndarray, flops: FlopsPerToken) -> n
     return np.exp((lo + hi) / 2)
 
 
-def allocation_exponents(params: np.ndarray, compute_range: tuple[float, float], flops: FlopsPerToken
+def allocation_exponents(params: np.ndarray, compute_range: tuple[float, float], flops: FlopsPerToken, form: str
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Slopes of log N_opt and log D_opt against log C across ``compute_range``, per parameter row."""
     cs = np.asarray(compute_range, float)
-    n_opt = allocate(params, cs, flops)
+    n_opt = allocate(params, cs, flops, form)
     d_opt = cs[None, :] / flops(n_opt)
     span = np.log(cs[1] / cs[0])
     return np.log(n_opt[:, 1] / n_opt[:, 0]) / span, np.log(d_opt[:, 1] / d_opt[:, 0]) / span
@@ -234,10 +281,10 @@ def allocation_exponents(params: np.ndarray, compute_range: tuple[float, float],
 
 # A scale whose log ran off during the search becomes inf, not a warning: the callers refuse such a law by name.
 @np.errstate(over="ignore")
-def _to_fit(theta: np.ndarray, loss: float, n: int) -> Approach3Fit:
+def _to_fit(theta: np.ndarray, loss: float, n: int, form: str) -> Approach3Fit:
     a, b, e, alpha, beta = (float(x) for x in theta)
     return Approach3Fit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta,
-                        loss=loss, n_points=n)
+                        loss=loss, n_points=n, form=form)
 
 
 @np.errstate(over="ignore")
@@ -280,20 +327,22 @@ def check_not_one_curve(n: np.ndarray, d: np.ndarray) -> None:
 
 
 def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: int = 0, seed: int = 0,
-                  groups: np.ndarray | None = None, delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
-                  refine_top: int = 5) -> Approach3Fit:
-    """Fit L(N, D) on rows with ``n`` parameters, ``d`` tokens and ``loss`` (see the module docstring).
+                  groups: np.ndarray | None = None, delta: float = HUBER_DELTA, coarse: bool = False,
+                  refine_top: int = 5, form: str = DEFAULT_FORM) -> Approach3Fit:
+    """Fit L(N, D) of ``form`` on rows with ``n`` parameters, ``d`` tokens and ``loss`` (see the module docstring);
+    ``coarse``: start from init_grid's coarse grid.
 
     ``groups`` names the run of each row: the bootstrap resamples whole runs, so a run's checkpoints stay together.
     """
+    check_form(form)
     n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
     check_identifiable(n, d)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
-    starts = init_grid() if starts is None else starts
+    starts = init_grid(coarse, form)
     ones = np.ones_like(log_n)
 
     def full(theta: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
-        return _objective(theta, log_n, log_d, log_l, ones, delta)
+        return _objective(theta, log_n, log_d, log_l, ones, delta, form)
 
     # Screen every start briefly, then run the most promising to convergence: starts that are far behind after
     # the screening phase sit in worse basins (checked against running all 4,500 to convergence on Gemstones).
@@ -307,7 +356,7 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
         best_thetas.append((res.fun, res.x))
     best_f, best = min(best_thetas, key=lambda t: t[0])
-    fit = _to_fit(best, float(best_f), len(n))
+    fit = _to_fit(best, float(best_f), len(n), form)
     if bootstrap <= 0:
         return fit
 
@@ -321,7 +370,7 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
     batch_weights = np.repeat(counts, len(top), axis=0)
 
     def reweighted(theta: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
-        return _objective(theta, log_n, log_d, log_l, batch_weights[rows], delta)
+        return _objective(theta, log_n, log_d, log_l, batch_weights[rows], delta, form)
 
     boot_theta, boot_f = _batched_bfgs(batch_theta, reweighted)
     boot_f = np.where(np.isfinite(boot_f), boot_f, np.inf).reshape(bootstrap, len(top))

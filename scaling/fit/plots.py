@@ -31,7 +31,7 @@ def _a3(results: dict[str, Any]) -> Approach3Fit | None:
     if not r:
         return None
     return Approach3Fit(E=r["E"], A=r["A"], B=r["B"], alpha=r["alpha"], beta=r["beta"], loss=r["huber_loss"],
-                        n_points=r["n_points"])
+                        n_points=r["n_points"], form=r["form"])
 
 
 def _flops(results: dict[str, Any]) -> FlopsPerToken:

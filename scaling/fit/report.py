@@ -39,11 +39,18 @@ def _conventions(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _law(r: dict[str, Any]) -> str:
+    by_n, by_d = f"{r['A']:.4g}/N^{r['alpha']:.4f}", f"{r['B']:.4g}/D^{r['beta']:.4f}"
+    if r["form"] == "chinchilla":
+        return f"{r['E']:.4g} + {by_n} + {by_d}"
+    p = f"{1 / r['beta']:.4f}"
+    return f"{r['E']:.4g} + (({by_n})^{p} + ({by_d})^{p})^{r['beta']:.4f}"
+
+
 def _approach3(r: dict[str, Any], flops: str) -> list[str]:
     ci = r["ci95"]
-    lines = ["## Approach 3: L(N, D) = E + A/N^α + B/D^β", "",
-             f"L(N, D) = {r['E']:.4g} + {r['A']:.4g}/N^{r['alpha']:.4f} + {r['B']:.4g}/D^{r['beta']:.4f} "
-             f"({r['bootstrap']} bootstrap refits over whole runs).", "",
+    lines = [f"## Approach 3: {r['formula']} (form `{r['form']}`)", "",
+             f"L(N, D) = {_law(r)} ({r['bootstrap']} bootstrap refits over whole runs).", "",
              "| parameter | value | 95% CI |", "|---|---|---|"]
     lines += [f"| {k} | {r[k]:.4g} | {_ci(ci, k)} |" for k in ("E", "A", "B", "alpha", "beta", "a", "b")
               if k in r]
@@ -155,6 +162,11 @@ def render(results: dict[str, Any]) -> str:
                       f"(signed {100 * b['mean_rel_error']:+.2f}%) on the "
                       f"{b['n_test_runs']} runs of the held-out {'budget' if b['holdout_by'] == 'flops' else 'size'}"
                       f"(s), fitted on the other {b['n_train_runs']}.", ""]
+            for other, e in b.get("other_forms", {}).items():
+                lines += [f"The same split fitted in the `{other}` form: " + (
+                    f"not fitted ({e['not_fitted']})" if "not_fitted" in e else
+                    f"{100 * e['mean_abs_rel_error']:.2f}% (signed {100 * e['mean_rel_error']:+.2f}%, "
+                    f"{e['n_overpredicted']} of {b['n_test_runs']} predicted too high)") + ".", ""]
         for name, title in checks:
             lines += _held_out(name, title, results[name])
     if results.get("not_identifiable"):

@@ -32,12 +32,11 @@ E_AT_BOUND = 1e-3  # E below this fraction of the lowest loss: the floor ran to 
 # ------------------------------------------------------------------------------------------------ out of sample
 
 
-def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+def _predict(train: pd.DataFrame, test: pd.DataFrame, bootstrap: int, seed: int, form: str) -> dict[str, Any]:
     """Fit approach 3 on ``train``, predict every row of ``test`` with a 95% bootstrap interval."""
     fit = approach3.fit_approach3(train.N, train.D, train.loss, bootstrap=bootstrap, seed=seed, groups=train.run_id,
-                                  starts=approach3.init_grid(coarse=True))
-    with np.errstate(over="ignore", invalid="ignore"):
-        predicted = fit.predict(test.N, test.D)
+                                  coarse=True, form=form)
+    predicted = fit.predict(test.N, test.D)
     if not np.all(np.isfinite(predicted)):
         raise ValueError(f"the law fitted on the other runs (α = {fit.alpha:.3g}, β = {fit.beta:.3g}) predicts no "
                          "finite loss for the held-out runs: the remaining runs do not identify it")
@@ -71,7 +70,7 @@ def _split(points: pd.DataFrame, held_rows: pd.Series) -> tuple[pd.DataFrame, pd
     return points[~held], points[held]
 
 
-def backtest(points: pd.DataFrame, holdout_by: str, holdout_frac: float, bootstrap: int, seed: int
+def backtest(points: pd.DataFrame, holdout_by: str, holdout_frac: float, bootstrap: int, seed: int, form: str
              ) -> dict[str, Any]:
     """Hold out the largest nominal budgets (or sizes), whole runs at a time, and predict them."""
     key = points.nominal_C if holdout_by == "flops" else points.N
@@ -80,11 +79,11 @@ def backtest(points: pd.DataFrame, holdout_by: str, holdout_frac: float, bootstr
     if num_out < 1:
         raise ValueError(f"backtest needs at least 2 {'budgets' if holdout_by == 'flops' else 'sizes'}")
     train, test = _split(points, key >= levels[-num_out])
-    out = _predict(train, test, bootstrap, seed)
+    out = _predict(train, test, bootstrap, seed, form)
     return {"holdout_by": holdout_by, "held_out": [float(v) for v in levels[-num_out:]], **out}
 
 
-def leave_one_budget_out(points: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+def leave_one_budget_out(points: pd.DataFrame, bootstrap: int, seed: int, form: str) -> dict[str, Any]:
     """Each nominal budget predicted from the others."""
     if (points.groupby("run_id").nominal_C.nunique() > 1).any():
         raise ValueError("runs span several budgets (checkpoints of one run): a budget cannot be held out whole")
@@ -98,23 +97,39 @@ def leave_one_budget_out(points: pd.DataFrame, bootstrap: int, seed: int) -> dic
     for c in budgets:
         train, test = _split(points, points.nominal_C == c)
         try:
-            folds.append({"budget": float(c), **_predict(train, test, bootstrap, seed)})
+            folds.append({"budget": float(c), **_predict(train, test, bootstrap, seed, form)})
         except ValueError as e:
             folds.append({"budget": float(c), "not_fitted": str(e)})
     return _pooled(folds)
 
 
-def size_ladder(points: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+def size_ladder(points: pd.DataFrame, bootstrap: int, seed: int, form: str) -> dict[str, Any]:
     """Fit on the smallest k sizes, predict the next, for the last ``LADDER_STEPS`` sizes."""
     sizes = np.unique(points.N)
     steps = []
     for k in range(max(approach3.MIN_DISTINCT, len(sizes) - LADDER_STEPS), len(sizes)):
         train, test = points[points.N < sizes[k]], points[points.N == sizes[k]]
         try:
-            steps.append({"size": float(sizes[k]), **_predict(train, test, bootstrap, seed)})
+            steps.append({"size": float(sizes[k]), **_predict(train, test, bootstrap, seed, form)})
         except ValueError as e:
             steps.append({"size": float(sizes[k]), "not_fitted": str(e)})
     return _pooled(steps)
+
+
+def _backtest_every_form(points: pd.DataFrame, holdout_by: str, holdout_frac: float, bootstrap: int, seed: int,
+                         form: str) -> dict[str, Any]:
+    """The backtest in ``form``, with the other forms' errors on the same split beside it: the evidence for (or
+    against) the form, in every report."""
+    out = backtest(points, holdout_by, holdout_frac, bootstrap, seed, form)
+    out["other_forms"] = {}
+    for other in (f for f in approach3.FORMS if f != form):
+        try:
+            errors = backtest(points, holdout_by, holdout_frac, 0, seed, other)
+            out["other_forms"][other] = {k: errors[k] for k in ("mean_abs_rel_error", "mean_rel_error",
+                                                                "n_overpredicted")}
+        except ValueError as e:
+            out["other_forms"][other] = {"not_fitted": str(e)}
+    return out
 
 
 def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,10 +172,10 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
     return out
 
 
-def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, seed: int, notes: list[str]
-               ) -> dict[str, Any]:
+def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, seed: int, form: str,
+               notes: list[str]) -> dict[str, Any]:
     p = table.points
-    fit = approach3.fit_approach3(p.N, p.D, p.loss, bootstrap=bootstrap, seed=seed, groups=p.run_id)
+    fit = approach3.fit_approach3(p.N, p.D, p.loss, bootstrap=bootstrap, seed=seed, groups=p.run_id, form=form)
     out = fit.as_dict()
     if fit.E < E_AT_BOUND * p.loss.min():
         notes.append(f"approach 3: E = {fit.E:.3g} ran to zero: the runs show no floor (too narrow a range of N "
@@ -168,11 +183,11 @@ def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, see
     if flops is None:
         return out
     c_range = (float(p.nominal_C.min()), float(p.nominal_C.max()))
-    a_range, b_range = approach3.allocation_exponents(fit.params()[None], c_range, flops)
+    a_range, b_range = approach3.allocation_exponents(fit.params()[None], c_range, flops, form)
     out.update(a=float(a_range[0]), b=float(b_range[0]), a_plus_b=float(a_range[0] + b_range[0]),
                exponents_over=c_range)
     if fit.replicates is not None:
-        a_s, b_s = approach3.allocation_exponents(fit.replicates, c_range, flops)
+        a_s, b_s = approach3.allocation_exponents(fit.replicates, c_range, flops, form)
         out["ci95"].update(a=np.percentile(a_s, [2.5, 97.5]).tolist(), b=np.percentile(b_s, [2.5, 97.5]).tolist())
     cs = c_range[1] * 10.0 ** np.arange(COMPUTE_TABLE_DECADES + 1)
     n_opt, d_opt = fit.optimal_allocation(cs, flops)
@@ -185,14 +200,14 @@ def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, see
     return out
 
 
-def _untuned(untuned: pd.DataFrame, results: dict[str, Any]) -> dict[str, Any]:
+def _untuned(untuned: pd.DataFrame, results: dict[str, Any], form: str) -> dict[str, Any]:
     """The approach-3 law of the untuned runs alone, and how far it is from the tuned law: what tuning changed."""
-    fit = approach3.fit_approach3(untuned.N, untuned.D, untuned.loss, bootstrap=0, groups=untuned.run_id)
+    fit = approach3.fit_approach3(untuned.N, untuned.D, untuned.loss, bootstrap=0, groups=untuned.run_id, form=form)
     out = {k: fit.as_dict()[k] for k in ("E", "A", "B", "alpha", "beta", "a_limit")}
     tuned = results.get("approach3")
     if tuned:
         law = approach3.Approach3Fit(**{k: tuned[k] for k in ("E", "A", "B", "alpha", "beta")}, loss=0.0,
-                                     n_points=0)
+                                     n_points=0, form=form)
         gaps = fit.predict(untuned.N, untuned.D) / law.predict(untuned.N, untuned.D) - 1
         out["mean_loss_gap"] = float(np.mean(gaps))
         out["shift"] = {k: out[k] - tuned[k] for k in ("alpha", "beta", "a_limit")}
@@ -210,10 +225,11 @@ def _eval_noise(p: pd.DataFrame) -> dict[str, Any]:
 
 
 def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap: int = 200, seed: int = 0,
-            approach2_method: str = "akima", holdout_by: str = "flops", holdout_frac: float = 0.2
-            ) -> dict[str, Any]:
-    """Every requested approach the data supports; what is skipped and why goes into ``notes`` or
-    ``not_identifiable``."""
+            approach2_method: str = "akima", holdout_by: str = "flops", holdout_frac: float = 0.2,
+            form: str = approach3.DEFAULT_FORM) -> dict[str, Any]:
+    """Every requested approach the data supports, approach 3 and its checks in ``form``; what is skipped and why
+    goes into ``notes`` or ``not_identifiable``."""
+    approach3.check_form(form)
     p = table.points
     notes = list(table.notes)
     results: dict[str, Any] = {"conventions": dict(table.conventions), "n_points": int(len(p)),
@@ -252,13 +268,14 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
         attempt("approach2", lambda: approach2.fit_approach2(p.N, p.D, p.loss, p.C, approach2_method, budgets=budgets,
                                                              bootstrap=bootstrap, seed=seed).as_dict())
     if "3" in approaches:
-        attempt("approach3", lambda: _approach3(table, flops, bootstrap, seed, notes))
+        attempt("approach3", lambda: _approach3(table, flops, bootstrap, seed, form, notes))
         if table.untuned is not None and "tuning" in results:
-            attempt("untuned", lambda: _untuned(table.untuned, results))
+            attempt("untuned", lambda: _untuned(table.untuned, results, form))
         held_out_bootstrap = min(bootstrap, BACKTEST_BOOTSTRAP)
-        attempt("backtest", lambda: backtest(p, holdout_by, holdout_frac, held_out_bootstrap, seed))
-        attempt("leave_one_budget_out", lambda: leave_one_budget_out(p, held_out_bootstrap, seed))
-        attempt("size_ladder", lambda: size_ladder(p, held_out_bootstrap, seed))
+        attempt("backtest", lambda: _backtest_every_form(p, holdout_by, holdout_frac, held_out_bootstrap, seed,
+                                                         form))
+        attempt("leave_one_budget_out", lambda: leave_one_budget_out(p, held_out_bootstrap, seed, form))
+        attempt("size_ladder", lambda: size_ladder(p, held_out_bootstrap, seed, form))
     return results
 
 
