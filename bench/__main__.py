@@ -148,6 +148,20 @@ def markdown(results: dict) -> str:
                   f"{f['speed']['n_points']} points: {f['speed']['seconds']:.1f} s",
                   f"- 95% bootstrap interval coverage over {f['coverage']['trials']} synthetic trials: "
                   + ", ".join(f"{k} {100 * v:.0f}%" for k, v in f["coverage"]["coverage"].items()), ""]
+    if "law_forms" in results:
+        lines += ["## Approach 3's forms on the shipped tables (python -m bench --only law_forms)", "",
+                  "Mean |relative residual| of the fit on all points, and the backtest's mean |error| (signed) with "
+                  "the largest fifth of budgets (or sizes) held out: chinchilla = E + A/N^α + B/D^β, kaplan_floor "
+                  "= the default.", "",
+                  "| table | points | held out by | chinchilla fit | kaplan_floor fit | chinchilla backtest | "
+                  "kaplan_floor backtest |", "|---|---|---|---|---|---|---|"]
+        for t in results["law_forms"]["tables"]:
+            c, k = t["chinchilla"], t["kaplan_floor"]
+            lines.append(f"| {t['table']} | {t['points']} | {t['held_out_by']} | {100 * c['mean_abs_residual']:.2f}% "
+                         f"| {100 * k['mean_abs_residual']:.2f}% | {100 * c['backtest']:.2f}% "
+                         f"({100 * c['backtest_signed']:+.2f}%) | {100 * k['backtest']:.2f}% "
+                         f"({100 * k['backtest_signed']:+.2f}%) |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -186,11 +200,17 @@ def _fitter() -> dict:
     return {"fitter": {"speed": fitter.speed(), "coverage": fitter.coverage()}}
 
 
+def _law_forms() -> dict:
+    from bench import law_forms
+
+    return {"law_forms": law_forms.compare()}
+
+
 SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _run_of("data_path"),
             "sweep_layout": _run_of("sweep_layout"),
             "point_start": _run_of("point_start", "sweep_layout", "point_start"),
             "branched": _run_of("branched"), "mup": _run_of("mup"), "tokenize": _run_of("tokenize"),
-            "fitter": _fitter}
+            "fitter": _fitter, "law_forms": _law_forms}
 
 
 def main() -> None:

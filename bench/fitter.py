@@ -23,7 +23,7 @@ def synthetic(seed: int, sizes: int, budgets: int, noise: float) -> tuple[np.nda
 def speed() -> dict:
     n, d, loss = synthetic(0, 25, 10, 0.01)
     start = time.perf_counter()
-    fit = fit_approach3(n, d, loss, bootstrap=1000, seed=0)
+    fit = fit_approach3(n, d, loss, bootstrap=1000, seed=0, form="chinchilla")
     return {"n_points": int(n.size), "starts": 4500, "bootstrap": 1000, "seconds": time.perf_counter() - start,
             "alpha": fit.alpha, "beta": fit.beta}
 
@@ -33,7 +33,7 @@ def coverage(trials: int = 40, bootstrap: int = 200) -> dict:
     truth = {**TRUTH, "a_limit": TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])}
     for seed in range(trials):
         n, d, loss = synthetic(seed, 8, 6, 0.01)
-        fit = fit_approach3(n, d, loss, bootstrap=bootstrap, seed=seed)
+        fit = fit_approach3(n, d, loss, bootstrap=bootstrap, seed=seed, form="chinchilla")
         for k in hits:
             lo, hi = fit.ci95[k]
             hits[k] += lo <= truth[k] <= hi
