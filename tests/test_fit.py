@@ -156,3 +156,19 @@ def test_analysis_side_imports_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_objectives_gradient_matches_finite_differences(form):
+    from scaling.fit.approach3 import _objective
+
+    _, n, d, loss = synthetic(3, form=form)
+    args = (np.log(n), np.log(d), np.log(loss), np.ones(n.size), 0.05, form)
+    theta = np.array([[5.0, 8.0, 0.3, 0.4, 0.5], [2.0, 3.0, -0.2, 0.7, 0.3]])
+    _, grad = _objective(theta, *args)
+    step = 1e-6
+    for i in range(5):
+        shift = np.zeros(5)
+        shift[i] = step
+        numeric = (_objective(theta + shift, *args)[0] - _objective(theta - shift, *args)[0]) / (2 * step)
+        assert grad[:, i] == pytest.approx(numeric, rel=1e-5, abs=1e-8)

@@ -101,7 +101,7 @@ def _lse2(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
-               weights: np.ndarray, delta: float, form: str = "chinchilla") -> tuple[np.ndarray, np.ndarray]:
+               weights: np.ndarray, delta: float, form: str) -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber loss and its gradient for a batch of parameter vectors.
 
     theta (S, 5); weights (S, n) or (n,): per-start point weights (bootstrap counts). Returns f (S,), g (S, 5)."""
@@ -334,6 +334,20 @@ def check_not_one_curve(n: np.ndarray, d: np.ndarray) -> None:
                               "ratio), so the effects of N and D cannot be told apart; add runs at other budgets")
 
 
+def check_is_a_law(fit: Approach3Fit, n: np.ndarray, d: np.ndarray) -> None:
+    """Raise :class:`NotIdentifiable` when the best fit is no scaling law: a scale that ran off to infinity, a loss
+    that grows with N or D, or no finite prediction at the runs themselves (designs too small to pin five
+    parameters end this way: two budgets of three sizes, say)."""
+    values = {"E": fit.E, "A": fit.A, "B": fit.B, "α": fit.alpha, "β": fit.beta}
+    broken = [f"{k} = {v:.3g}" for k, v in values.items() if not np.isfinite(v)]
+    broken += [f"{k} = {v:.3g} ≤ 0" for k, v in (("α", fit.alpha), ("β", fit.beta)) if np.isfinite(v) and v <= 0]
+    if not broken and not np.all(np.isfinite(fit.predict(n, d))):
+        broken.append("no finite prediction at the runs")
+    if broken:
+        raise NotIdentifiable(f"the best {fit.form} fit is no law ({', '.join(broken)}): the runs do not determine its "
+                              "five parameters; add sizes or budgets")
+
+
 def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: int = 0, seed: int = 0,
                   groups: np.ndarray | None = None, delta: float = HUBER_DELTA, coarse: bool = False,
                   refine_top: int = 5, form: str = DEFAULT_FORM) -> Approach3Fit:
@@ -365,6 +379,7 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, *, bootstrap: 
         best_thetas.append((res.fun, res.x))
     best_f, best = min(best_thetas, key=lambda t: t[0])
     fit = _to_fit(best, float(best_f), len(n), form)
+    check_is_a_law(fit, n, d)
     if bootstrap <= 0:
         return fit
 

@@ -202,6 +202,18 @@ FIGURES: tuple[Callable[[FitTable, dict, Path], str | None], ...] = (
 
 
 def write_all(table: FitTable, results: dict, out_dir: Path) -> list[str]:
+    """Every figure the results support; one that cannot be drawn is named in ``results["notes"]`` and the others,
+    fit.json and the report are still written."""
+    paths = []
     with warnings.catch_warnings():  # degenerate axes (every run at one C) draw fine; matplotlib's warning is noise
         warnings.simplefilter("ignore", UserWarning)
-        return [path for make in FIGURES if (path := make(table, results, out_dir)) is not None]
+        for make in FIGURES:
+            try:
+                path = make(table, results, out_dir)
+            except (ValueError, OverflowError) as e:
+                plt.close("all")
+                results["notes"].append(f"figure {make.__name__} not drawn: {e}")
+                continue
+            if path is not None:
+                paths.append(path)
+    return paths
