@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scaling.fit.approach3 import FORM_WHY
+from scaling.fit.approach3 import DEFAULT_FORM, FORM_WHY
 from scaling.fit.table import CONVENTIONS_WHY
 from scaling.io import atomic_write_text
 
@@ -52,7 +52,7 @@ def _approach3(r: dict[str, Any], flops: str) -> list[str]:
     ci = r["ci95"]
     lines = [f"## Approach 3: {r['formula']} (form `{r['form']}`)", "",
              f"L(N, D) = {_law(r)} ({r['bootstrap']} bootstrap refits over whole runs).", "",
-             f"Why this form by default: {FORM_WHY}", "",
+             f"Why {DEFAULT_FORM} is the default: {FORM_WHY}", "",
              "| parameter | value | 95% CI |", "|---|---|---|"]
     lines += [f"| {k} | {r[k]:.4g} | {_ci(ci, k)} |" for k in ("E", "A", "B", "alpha", "beta", "a", "b")
               if k in r]
