@@ -6,8 +6,8 @@
   (arXiv 2010.14701) add to every law. It has the same five parameters with the same limits (E + A/N^α as D → ∞,
   E + B/D^β as N → ∞), but where both terms matter it is lower than their sum: its IsoFLOP profiles are deeper at
   their minimum. On the project's own studies the separable form's residuals have that shape and its extrapolation
-  to a held-out budget is biased high; this form's is not (README, "How to read a fit"), so it is the default
-  (DEFAULT_FORM). Published fits were made in Chinchilla's form.
+  to a held-out budget is biased high; this form's is not (README, "Why approach 3's default form is not
+  Chinchilla's"), so it is the default (DEFAULT_FORM). Published fits were made in Chinchilla's form.
 
 Hoffmann et al. 2022, §3.3 and Appendix D.2: fit in log space with the log-sum-exp form
 
