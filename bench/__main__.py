@@ -145,9 +145,11 @@ def markdown(results: dict) -> str:
         f = results["fitter"]
         lines += ["## Fitter", "",
                   f"- approach 3, {f['speed']['starts']} starts + {f['speed']['bootstrap']} bootstraps on "
-                  f"{f['speed']['n_points']} points: {f['speed']['seconds']:.1f} s",
+                  f"{f['speed']['n_points']} points of a known law in the fitted form: "
+                  + ", ".join(f"{form} {s:.1f} s" for form, s in f["speed"]["seconds"].items()),
                   f"- 95% bootstrap interval coverage over {f['coverage']['trials']} synthetic trials: "
-                  + ", ".join(f"{k} {100 * v:.0f}%" for k, v in f["coverage"]["coverage"].items()), ""]
+                  + "; ".join(f"{form}: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in rates.items())
+                              for form, rates in f["coverage"]["coverage"].items()), ""]
     if "law_forms" in results:
         lines += ["## Approach 3's forms on the shipped tables (python -m bench --only law_forms)", "",
                   "Mean |relative residual| of the fit on all points, and the backtest's mean |error| (signed) with "
