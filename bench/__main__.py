@@ -144,9 +144,10 @@ def markdown(results: dict) -> str:
     if "fitter" in results:
         f = results["fitter"]
         lines += ["## Fitter", "",
-                  f"- approach 3, {f['speed']['starts']} starts + {f['speed']['bootstrap']} bootstraps on "
+                  f"- approach 3, the full grid of starts + {f['speed']['bootstrap']} bootstraps on "
                   f"{f['speed']['n_points']} points of a known law in the fitted form: "
-                  + ", ".join(f"{form} {s:.1f} s" for form, s in f["speed"]["seconds"].items()),
+                  + ", ".join(f"{form} {r['seconds']:.1f} s ({r['starts']} starts)"
+                              for form, r in f["speed"]["forms"].items()),
                   f"- 95% bootstrap interval coverage over {f['coverage']['trials']} synthetic trials: "
                   + "; ".join(f"{form}: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in rates.items())
                               for form, rates in f["coverage"]["coverage"].items()), ""]

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from scaling.fit.approach3 import FORMS, fit_approach3, reducible
+from scaling.fit.approach3 import FORMS, fit_approach3, init_grid, reducible
 
 TRUTH = dict(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.28)
 
@@ -22,13 +22,13 @@ def synthetic(seed: int, sizes: int, budgets: int, noise: float, form: str = "ch
 
 
 def speed() -> dict:
-    seconds = {}
+    forms = {}
     for form in FORMS:
         n, d, loss = synthetic(0, 25, 10, 0.01, form)
         start = time.perf_counter()
         fit_approach3(n, d, loss, bootstrap=1000, seed=0, form=form)
-        seconds[form] = time.perf_counter() - start
-    return {"n_points": int(n.size), "starts": 4500, "bootstrap": 1000, "seconds": seconds}
+        forms[form] = {"starts": len(init_grid(form=form)), "seconds": time.perf_counter() - start}
+    return {"n_points": int(n.size), "bootstrap": 1000, "forms": forms}
 
 
 def coverage(trials: int = 40, bootstrap: int = 200) -> dict:
