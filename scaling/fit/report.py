@@ -121,9 +121,18 @@ def _held_out(name: str, title: str, r: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _checks(checks: dict[str, dict[str, Any]]) -> list[str]:
+    verdict = {True: "met", False: "**not met**", None: "not checked"}
+    return (["## Checks", "", "| check | goal | measured | |", "|---|---|---|---|"]
+            + [f"| {name} | {c['goal']} | {c['measured']} | {verdict[c['met']]} |" for name, c in checks.items()]
+            + [""])
+
+
 def render(results: dict[str, Any]) -> str:
     flops = results["conventions"]["flops"]
     lines = _conventions(results)
+    if "checks" in results:
+        lines += _checks(results["checks"])
     if "approach3" in results:
         lines += _approach3(results["approach3"], flops)
     if "tuning" in results:

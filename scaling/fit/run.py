@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from scaling.fit import approach1, approach2, approach3, hparams, kaplan
+from scaling.fit import approach1, approach2, approach3, checks, hparams, kaplan
 from scaling.fit.compute import FlopsPerToken, fit_flops_per_token
 from scaling.fit.table import FitTable
 from scaling.io import atomic_write_json
@@ -276,6 +276,7 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
                                                          form))
         attempt("leave_one_budget_out", lambda: leave_one_budget_out(p, held_out_bootstrap, seed, form))
         attempt("size_ladder", lambda: size_ladder(p, held_out_bootstrap, seed, form))
+    results["checks"] = checks.study_checks(p, results)
     return results
 
 
