@@ -113,23 +113,27 @@ def run(repeats: int = 15) -> list[dict]:
     return rows
 
 
-OWN_PROCESS_SETTINGS = ("fp32", "best")  # plain fp32 eager; the trainer's best CPU settings
+# plain fp32 eager; fp32 eager with the allocator the trainer sets, on both sides; the trainer's best CPU settings
+OWN_PROCESS_SETTINGS = ("fp32", "fp32_kept", "best")
 
 
 def own_process_label(setting: str) -> str:
     if setting == "fp32":
         return "fp32 eager, each side alone in its process"
+    if setting == "fp32_kept":
+        return "fp32 eager, each side alone in its process, both with freed memory kept (as the trainer runs)"
     return ("bf16 autocast" if cpu_has_fast_bf16() else "fp32") + " + freed memory kept (own process) vs baseline"
 
 
 def one_side(side: str, setting: str, shape: tuple[int, int, int], steps: int) -> list[float]:
-    """Step times of one side in this process: ours (llama) under ``setting``, or the plain fp32 baseline."""
+    """Step times of one side in this process: ours (llama) under ``setting``, or the fp32 baseline (with the
+    trainer's allocator setting under ``fp32_kept``)."""
     torch.set_num_threads(1)
     x, y = fixed_batch()
+    if setting == "fp32_kept" or (side == "ours" and setting == "best"):
+        keep_freed_memory()
     if side == "ours":
         best = setting == "best"
-        if best:
-            keep_freed_memory()
         step = make_ours(model_config(*shape), torch.bfloat16 if best and cpu_has_fast_bf16() else None, False)
     else:
         step = make_step(*shape, VOCAB, SEQ, None)
