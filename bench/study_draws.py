@@ -1,0 +1,81 @@
+"""How often a study design meets the fit's four checks (scaling.fit.checks), over every draw of it on disk.
+
+A draw is the runs of a group of seeds in one sweep directory, restricted to the design's budgets: the long study's
+runs at its four smallest budgets are the default study's runs, point for point. Two directories that hold the same
+seeds with identical losses (the same code, rounding alike) are one draw, counted once; the same seeds with
+different losses (model code that rounds its last bits differently) are separate draws.
+
+    python -m bench.study_draws sweeps/default_long sweeps/long_this --budgets 1.25e11,2.5e11,5e11,1e12 \
+        --groups 0 1 2 3 4 5 0,1,2 3,4,5
+
+prints one row per draw: the four checks (met or not, and what was measured) and each approach's a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from scaling.fit.run import fit_all
+from scaling.fit.table import FitTable, from_sweep
+from scaling.results import collect
+
+CHECKS = ("profiles", "agreement", "floor", "backtest")
+
+
+def draw(sweep_dir: Path, seeds: list[int], budgets: list[float]) -> FitTable | None:
+    """The sweep's finished runs of ``seeds`` at ``budgets`` as a fit table, or None where a seed has no runs."""
+    table = from_sweep(sweep_dir)
+    runs, _ = collect(sweep_dir)
+    chosen = runs[runs["grid.seed"].isin(seeds) & runs["grid.budget_flops"].isin(budgets)]
+    if set(chosen["grid.seed"]) != set(seeds):
+        return None
+    ids = set(chosen.run_id)
+    points = table.points[table.points.run_id.isin(ids)].reset_index(drop=True)
+    curves = None if table.curves is None else table.curves[table.curves.run_id.isin(ids)]
+    return dataclasses.replace(table, points=points, curves=curves, study_cost=None)
+
+
+def row(label: str, results: dict) -> str:
+    checks = results["checks"]
+    cells = [("met" if checks[name]["met"] else "not met") + f": {checks[name]['measured']}" for name in CHECKS]
+    return f"| {label} | {results['n_runs']} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.study_draws", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--budgets", required=True, help="the design's budgets in FLOPs, comma-separated")
+    parser.add_argument("--groups", nargs="+", required=True, help="seed groups, each comma-separated: 0 1 0,1,2")
+    args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",")]
+    seen: set[tuple] = set()
+    met = dict.fromkeys(CHECKS, 0)
+    agreement = {"inside": 0, "overlap": 0}  # the agreement check's two weaker parts
+    draws = 0
+    print("| draw | runs | " + " | ".join(CHECKS) + " |\n|---|---|" + "---|" * len(CHECKS))
+    for group in args.groups:
+        seeds = [int(s) for s in group.split(",")]
+        for sweep in args.sweeps:
+            table = draw(sweep, seeds, budgets)
+            if table is None:
+                continue
+            key = (tuple(seeds), tuple(sorted(zip(table.points.run_id, table.points.loss))))
+            if key in seen:
+                continue
+            seen.add(key)
+            results = fit_all(table)
+            print(row(f"seeds {group} ({sweep.name})", results), flush=True)
+            draws += 1
+            for name in CHECKS:
+                met[name] += bool(results["checks"][name]["met"])
+            for part in agreement:
+                agreement[part] += bool(results["checks"]["agreement"].get(part))
+    print("\nmet in " + ", ".join(f"{name} {met[name]} of {draws}" for name in CHECKS)
+          + f" (agreement: every estimate inside every interval in {agreement['inside']}, the intervals overlapping "
+          f"in {agreement['overlap']})")
+
+
+if __name__ == "__main__":
+    main()
