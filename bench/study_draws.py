@@ -5,8 +5,8 @@ runs at its four smallest budgets are the default study's runs, point for point.
 seeds with identical losses (the same code, rounding alike) are one draw, counted once; the same seeds with
 different losses (model code that rounds its last bits differently) are separate draws.
 
-    python -m bench.study_draws sweeps/default_long sweeps/long_this --budgets 1.25e11,2.5e11,5e11,1e12 \
-        --groups 0 1 2 3 4 5 0,1,2 3,4,5
+    python -m bench.study_draws sweeps/default sweeps/default_long --budgets 1.25e11,2.5e11,5e11,1e12 \
+        --groups 0 1 0,1
 
 prints one row per draw: the four checks (met or not, and what was measured) and each approach's a.
 """

@@ -79,7 +79,7 @@ def test_backtest_is_met_at_one_percent_or_less():
     assert not checks.backtest({"backtest": {"mean_abs_rel_error": 0.0101}})["met"]
 
 
-def test_every_fit_carries_its_checks_and_the_report_shows_them(tmp_path):
+def test_every_fit_carries_its_checks_and_the_report_shows_them():
     """The default study's three seeds (69 real runs, one row each): no curves, so agreement is not checked; the floor
     and the backtest are met; the smallest budget's profile has one size above its minimum."""
     from scaling.fit import report
