@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from scaling.errors import UserError
+from scaling.fit import checks
 from scaling.fit.approach3 import DEFAULT_FORM, FORMS
 from scaling.fit.run import APPROACHES, HOLDOUT_BY, fitted
 
@@ -39,6 +40,7 @@ def _fit(args: argparse.Namespace) -> int:
     for line in refused:
         print(f"note: {line}", file=sys.stderr)
     print(f"fitted {', '.join(names)} -> {Path(args.out) / 'fit.json'}, {Path(args.out) / 'report.md'}")
+    print(f"{checks.summary(results['checks'])} (report.md, \"Checks\")")
     return 0
 
 

@@ -68,6 +68,7 @@ def tables(sweep: Sweep) -> None:
 def fit(sweep: Sweep) -> None:
     if not sweep.config.fit:
         return
+    from scaling.fit import checks
     from scaling.fit.run import fitted, write_fit
     from scaling.fit.table import FitInputError, from_sweep
 
@@ -77,6 +78,9 @@ def fit(sweep: Sweep) -> None:
         names, report = fitted(results), sweep.directory / "report" / "report.md"
         if names:
             log.info("fit: %s (%s)", report, ", ".join(names))
+            # A law that misses a goal is still written, and said so where the sweep ends, not only in the report.
+            (log.warning if checks.missed(results["checks"]) else log.info)("fit: %s", checks.summary(
+                results["checks"]))
         else:
             log.warning("fit: no law could be fitted from these runs; %s says why", report)
     except (FitInputError, ValueError) as e:

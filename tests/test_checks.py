@@ -74,6 +74,12 @@ def test_a_profile_whose_minimum_approach_2_found_at_an_edge_is_not_met():
     assert found["budgets"][1]["sizes_below"] is None and not found["met"]
 
 
+def test_the_console_line_names_each_check_under_its_verdict():
+    found = {"profiles": {"met": False}, "agreement": {"met": None}, "floor": {"met": True}, "backtest": {"met": True}}
+    assert checks.summary(found) == "checks met: floor, backtest; not met: profiles; not checked: agreement"
+    assert checks.missed(found) == ["profiles"]
+
+
 def test_backtest_is_met_at_one_percent_or_less():
     assert checks.backtest({"backtest": {"mean_abs_rel_error": 0.0081}})["met"]
     assert not checks.backtest({"backtest": {"mean_abs_rel_error": 0.0101}})["met"]

@@ -49,6 +49,7 @@ def test_local_sweep_runs_skips_and_reruns(tmp_path):
     cli_fit = subprocess.run([sys.executable, "-m", "scaling", "fit", str(sweep), "--out", str(tmp_path / "cli"),
                               "--bootstrap", "20"], cwd=ROOT, capture_output=True, text=True)
     assert cli_fit.returncode == 0, cli_fit.stderr
+    assert "fit: checks " in first.stderr and "checks " in cli_fit.stdout  # the goals met or not, where the user looks
     own, cli = (json.loads((d / "fit.json").read_text()) for d in (sweep / "report", tmp_path / "cli"))
     assert own["conventions"] == cli["conventions"] and own["conventions"]["params"] == "total"
     assert own["kaplan"]["L(N, D)"] == cli["kaplan"]["L(N, D)"]

@@ -96,3 +96,16 @@ def backtest(results: dict[str, Any]) -> dict[str, Any]:
 def study_checks(points: pd.DataFrame, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"profiles": profiles(points, results), "agreement": agreement(results),
             "floor": floor(points, results), "backtest": backtest(results)}
+
+
+def summary(found: dict[str, dict[str, Any]]) -> str:
+    """One line naming the checks met, not met and not checked, for the console."""
+    groups = {label: [name for name, check in found.items() if check["met"] is verdict]
+              for verdict, label in ((True, "met"), (False, "not met"), (None, "not checked"))}
+    return "checks " + "; ".join(f"{label}: {', '.join(names)}" for label, names in groups.items() if names)
+
+
+def missed(found: dict[str, dict[str, Any]]) -> list[str]:
+    """The checks not met (one not checked is not missed)."""
+    return [name for name, check in found.items() if check["met"] is False]
+
