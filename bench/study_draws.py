@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from pathlib import Path
+
+import pandas as pd
 
 from scaling.fit.run import fit_all
 from scaling.fit.table import FitTable, from_sweep
@@ -24,10 +27,15 @@ from scaling.results import collect
 CHECKS = ("profiles", "agreement", "floor", "backtest")
 
 
+@functools.cache
+def _load(sweep_dir: Path) -> tuple[FitTable, pd.DataFrame]:
+    """The sweep's fit table and its runs (with their grid seeds), read once however many groups draw from it."""
+    return from_sweep(sweep_dir), collect(sweep_dir)[0]
+
+
 def draw(sweep_dir: Path, seeds: list[int], budgets: list[float]) -> FitTable | None:
     """The sweep's finished runs of ``seeds`` at ``budgets`` as a fit table, or None where a seed has no runs."""
-    table = from_sweep(sweep_dir)
-    runs, _ = collect(sweep_dir)
+    table, runs = _load(sweep_dir)
     chosen = runs[runs["grid.seed"].isin(seeds) & runs["grid.budget_flops"].isin(budgets)]
     if set(chosen["grid.seed"]) != set(seeds):
         return None
