@@ -6,7 +6,14 @@ of the shortest run to the end of the longest, the run with the lowest loss is o
 regression over the envelope points where the winner changes size at least once. Below the shortest run's end every
 point is a checkpoint in mid-schedule (in warmup, or at a learning rate not yet annealed), and the envelope there is
 whichever small model was early: read there, it pulls a down. Runs with fewer than two evaluations are left out:
-they have no curve. Bootstrap: resample runs with replacement and recompute the envelope.
+they have no curve.
+
+Runs of one size and one length (the same N and final D: seeds of one grid point) are replicates, and the envelope
+is taken over their mean curve (mean log-loss, as for Kaplan's laws). The lowest of several replicates is a lucky
+draw, and luck is not spread evenly: short runs (the largest sizes of a budget) scatter most between seeds, so a
+minimum over seeds favours them at small budgets and pulls a down, a bias approaches 2 and 3, which fit every run,
+do not have. Bootstrap: resample runs with replacement, average each configuration's drawn replicates and recompute
+the envelope.
 """
 
 from __future__ import annotations
@@ -62,13 +69,23 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
                               "budget; add budgets")
     grid = np.geomspace(min(run_ends), max(run_ends), NUM_GRID)
     losses, tokens, sizes = _interpolated(curves, grid)
+    # Replicates share a size and a final token count; tokens at a given C are then the same for all of them.
+    keys = [(n, float(np.max(d))) for n, _, d, _ in curves.values()]
+    config = np.unique(np.array(keys), axis=0, return_inverse=True)[1].ravel()
+    num_configs = int(config.max()) + 1
+    config_sizes, config_tokens = np.empty(num_configs), np.empty((num_configs, len(grid)))
+    config_sizes[config], config_tokens[config] = sizes, tokens
 
     def envelope(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        sub = losses[rows]
-        covered = ~np.all(np.isnan(sub), axis=0)
-        winner = np.nanargmin(np.where(np.isnan(sub[:, covered]), np.inf, sub[:, covered]), axis=0)
+        drawn = np.log(losses[rows])
+        totals, counts = np.zeros((num_configs, len(grid))), np.zeros((num_configs, len(grid)))
+        np.add.at(totals, config[rows], np.nan_to_num(drawn))
+        np.add.at(counts, config[rows], ~np.isnan(drawn))
+        mean_log = np.divide(totals, counts, out=np.full_like(totals, np.inf), where=counts > 0)
+        covered = np.isfinite(mean_log).any(axis=0)
         cols = np.flatnonzero(covered)
-        return grid[covered], sizes[rows][winner], tokens[rows][winner, cols], sub[winner, cols]
+        winner = np.argmin(mean_log[:, covered], axis=0)
+        return grid[covered], config_sizes[winner], config_tokens[winner, cols], np.exp(mean_log[winner, cols])
 
     cs, n_opt, d_opt, l_opt = envelope(np.arange(len(curves)))
     if len(np.unique(n_opt)) < 2:
