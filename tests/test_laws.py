@@ -172,9 +172,13 @@ def test_kaplan_one_dimensional_laws_use_only_points_the_other_variable_does_not
     # Per doubling of D between 1e4 and 1e6: N = 1e2 gains 0.12%, N = 1e4 0.4%, N = 1e6 1.2% (still limited by D).
     assert list(np.round(xs)) == [1e2, 1e4] and len(left_out) == 1 and "1e+06" in left_out[0]
     assert ls == pytest.approx(law(xs, 1e6))
-    c, best = kaplan.frontier(np.array([1.0, 1.0, 2.0, 2.0, 4.0]), np.array([1.0, 1.1, 2.1, 1.9, 4.0]),
-                              np.array([3.0, 2.9, 2.5, 2.6, 2.7]))
+    c, best = kaplan.frontier(np.array([1.0, 1.0, 2.0, 2.0, 4.0]), np.array([1.0, 2.0, 1.0, 2.0, 2.0]),
+                              np.array([1.0, 1.1, 2.1, 1.9, 4.0]), np.array([3.0, 2.9, 2.5, 2.6, 2.7]))
     assert list(c) == [1.1, 2.1] and list(best) == [2.9, 2.5]  # one run per budget; 4.0 is beaten by a cheaper one
+    # Two seeds of each size: the budget's best size by its seeds' mean, not the size with the luckiest seed.
+    c, best = kaplan.frontier(np.full(4, 1.0), np.array([1.0, 1.0, 2.0, 2.0]), np.ones(4),
+                              np.array([2.0, 2.0, 1.8, 2.4]))
+    assert list(best) == [2.0]
 
 
 def run_fit(*args: str) -> subprocess.CompletedProcess:

@@ -118,14 +118,21 @@ def unlimited_points(x: np.ndarray, other: np.ndarray, loss: np.ndarray, decimal
     return np.array(xs), np.array(ls), left_out
 
 
-def frontier(nominal_c: np.ndarray, c: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The compute-efficient frontier, one run per nominal budget: each budget's best run, kept when no cheaper
-    budget's best beats it (Kaplan et al. 2020, §6.1)."""
-    nominal_c, c, loss = (np.asarray(v, float) for v in (nominal_c, c, loss))
-    best = [np.flatnonzero(nominal_c == k)[np.argmin(loss[nominal_c == k])] for k in np.unique(nominal_c)]
+def frontier(nominal_c: np.ndarray, n: np.ndarray, c: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The compute-efficient frontier, one size per nominal budget: each budget's best size, kept when no cheaper
+    budget's best beats it (Kaplan et al. 2020, §6.1). Runs of one size at one budget (seeds) count once, with their
+    mean log-loss: the best of several seeds is a lucky draw, not the size's loss."""
+    nominal_c, n, c, loss = (np.asarray(v, float) for v in (nominal_c, n, c, loss))
+    configs, index = np.unique(np.stack([nominal_c, n], axis=1), axis=0, return_inverse=True)
+    index = index.ravel()
+    counts = np.bincount(index)
+    mean_loss = np.exp(np.bincount(index, weights=np.log(loss)) / counts)
+    mean_c = np.bincount(index, weights=c) / counts
+    best = [np.flatnonzero(configs[:, 0] == k)[np.argmin(mean_loss[configs[:, 0] == k])]
+            for k in np.unique(nominal_c)]
     keep, lowest = [], np.inf
     for i in best:  # np.unique sorts budgets: cheapest first
-        if loss[i] < lowest:
-            lowest = loss[i]
+        if mean_loss[i] < lowest:
+            lowest = mean_loss[i]
             keep.append(i)
-    return c[keep], loss[keep]
+    return mean_c[keep], mean_loss[keep]

@@ -157,7 +157,7 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
                 out[name] = kaplan.fit_1d(xs, ls, floor)
             except ValueError as e:
                 notes.append(f"kaplan {name} not fitted: {e} not limited by the other variable (rule above)")
-    frontier_c, frontier_l = kaplan.frontier(p.nominal_C, p.C, p.loss)
+    frontier_c, frontier_l = kaplan.frontier(p.nominal_C, p.N, p.C, p.loss)
     for floor in (False, True):
         try:
             out[f"L(C){' + E' if floor else ''}"] = kaplan.fit_1d(frontier_c, frontier_l, floor)
