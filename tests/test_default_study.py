@@ -1,10 +1,10 @@
 """The default CPU study end to end (`make sweep`, about 7 minutes on 2 cores) against the goals it is designed for,
 read from the fit's own checks (scaling.fit.checks; README: "The default study's law"). `make sweep` is seed 0, and
 runs on CPU are deterministic on one machine: the draw checked here met the floor, the backtest and every profile
-above the smallest budget. Over the ten single-seed draws of this design on record (`python -m bench.study_draws`),
-the backtest held in 8, the larger budgets' profiles in 9, the floor in 2 (both seed-0 draws); the smallest budget's
-profile (4 of 10: its optimum sits at the step floor) and the agreement on a with narrow intervals (3 of 10) run as
-expected failures that may pass."""
+above the smallest budget. Over the eleven single-seed draws of this design on record (`python -m
+bench.study_draws`), the backtest held in 8, the larger budgets' profiles in 10, the floor in 2 (both seed-0 draws);
+the smallest budget's profile (5 of 11: its optimum sits at the step floor) and the agreement on a with narrow
+intervals (3 of 11) run as expected failures that may pass."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-SMALLEST_WHY = ("at the step floor: the smallest budget's profile met the goal in 4 of 10 single-seed draws of this "
-                "design; every larger budget's in 9 of 10 (README)")
-AGREEMENT_WHY = ("noise-limited at 23 runs: every estimate inside every interval in 7 of 10 single-seed draws, with "
-                 "every interval under 0.5 wide in 3 of 10 (README)")
+SMALLEST_WHY = ("at the step floor: the smallest budget's profile met the goal in 5 of 11 single-seed draws of this "
+                "design; every larger budget's in 10 of 11 (README)")
+AGREEMENT_WHY = ("noise-limited at 23 runs: every estimate inside every interval in 7 of 11 single-seed draws, with "
+                 "every interval under 0.5 wide in 3 of 11 (README)")
 
 
 @pytest.fixture(scope="module")
