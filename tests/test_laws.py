@@ -294,6 +294,13 @@ def test_approach1_takes_the_envelope_of_replicates_mean_not_of_their_luckiest_s
     # A mean of replicates never beats the surface's own optimum at its C; the luckiest seed does.
     floor = [true_loss(*true_optimum(c)) for c in fit["frontier"]["C"][::10]]
     assert np.all(np.array(fit["frontier"]["loss"][::10]) >= np.array(floor) - 1e-9)
+    assert fit["n_runs"] == 4 * fit["n_configs"]
+    from scaling.fit import report
+
+    finals = curves.loc[curves.groupby("run_id").C.idxmax()].assign(nominal_C=lambda t: t.C)
+    table = FitTable(points=finals, curves=curves, conventions={"params": "total", "flops": "6n_attention"})
+    text = report.render(fit_all(table, approaches=("1",), bootstrap=0))
+    assert f"from {fit['n_runs']} runs, the seeds of each of {fit['n_configs']} grid points averaged" in text
 
 
 def test_a_backtest_whose_law_has_an_infinite_scale_is_refused_and_the_report_still_renders(tmp_path):

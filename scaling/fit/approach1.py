@@ -92,7 +92,7 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
         raise ValueError("approach 1: one size wins at every FLOP value; the grid does not bracket the optimum")
     n_law, d_law = fit_power_law(cs, n_opt), fit_power_law(cs, d_opt)
     out = {"a": n_law.exponent, "b": d_law.exponent, "n_law": n_law.as_dict(), "d_law": d_law.as_dict(),
-           "ci95": {"a": list(n_law.ci95), "b": list(d_law.ci95)}, "n_runs": len(curves),
+           "ci95": {"a": list(n_law.ci95), "b": list(d_law.ci95)}, "n_runs": len(curves), "n_configs": num_configs,
            "frontier": {"C": cs.tolist(), "N": n_opt.tolist(), "D": d_opt.tolist(), "loss": l_opt.tolist()}}
     if bootstrap > 0:
         rng = np.random.default_rng(seed)

@@ -147,11 +147,14 @@ def render(results: dict[str, Any]) -> str:
         r = results["approach1"]
         lines += ["## Approach 1: envelope of training curves", "",
                   f"N_opt ∝ C^{r['a']:.3f} (95% CI {_ci(r['ci95'], 'a')}), D_opt ∝ C^{r['b']:.3f} "
-                  f"(95% CI {_ci(r['ci95'], 'b')}) from {r['n_runs']} runs.", ""]
+                  f"(95% CI {_ci(r['ci95'], 'b')}) from {r['n_runs']} runs"
+                  + (f", the seeds of each of {r['n_configs']} grid points averaged into one curve."
+                     if r["n_configs"] < r["n_runs"] else "."), ""]
     if "kaplan" in results:
         k = results["kaplan"]
-        lines += ["## Kaplan power laws", "", f"Rule: {k['rule']}; L(C) keeps each budget's best run on the "
-                  "frontier.", "", "| law | α | scale | E | rmse (log) |", "|---|---|---|---|---|"]
+        lines += ["## Kaplan power laws", "", f"Rule: {k['rule']}; L(C) keeps each budget's best size on the "
+                  "frontier (the seeds of one size averaged).", "", "| law | α | scale | E | rmse (log) |",
+                  "|---|---|---|---|---|"]
         for name, f in k.items():
             if name.startswith("L(") and name != "L(N, D)" and isinstance(f, dict):
                 lines.append(f"| {name} | {f['alpha']:.4f} | {f['x_c']:.3g} | {f['E']:.3g} | {f['rmse_log']:.4f} |")
