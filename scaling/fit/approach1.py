@@ -1,12 +1,12 @@
 """Chinchilla approach 1: the lower envelope of training curves (Hoffmann et al. 2022, §3.1).
 
 Every run's eval curve is interpolated in (log C, log L); at each of a log-spaced set of FLOP values, from the end
-of the shortest run to the end of the longest, the run with the lowest loss is on the envelope, giving N_opt(C)
-(that run's size) and D_opt(C) = its tokens at C. Power laws N_opt ∝ C^a and D_opt ∝ C^b are fitted by log-log
-regression over the envelope points where the winner changes size at least once. Below the shortest run's end every
-point is a checkpoint in mid-schedule (in warmup, or at a learning rate not yet annealed), and the envelope there is
-whichever small model was early: read there, it pulls a down. Runs with fewer than two evaluations are left out:
-they have no curve.
+of the shortest run to the end of the longest, the run (or its seeds' mean, below) with the lowest loss is on the
+envelope, giving N_opt(C) (that run's size) and D_opt(C) = its tokens at C. Power laws N_opt ∝ C^a and D_opt ∝ C^b
+are fitted by log-log regression over the envelope points where the winner changes size at least once. Below the
+shortest run's end every point is a checkpoint in mid-schedule (in warmup, or at a learning rate not yet annealed),
+and the envelope there is whichever small model was early: read there, it pulls a down. Runs with fewer than two
+evaluations are left out: they have no curve.
 
 Runs of one size and one length (the same N and final D: seeds of one grid point) are replicates, and the envelope
 is taken over their mean curve (mean log-loss, as for Kaplan's laws). The lowest of several replicates is a lucky

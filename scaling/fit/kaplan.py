@@ -5,7 +5,7 @@
 * the joint L(N, D) = [(N_c / N)^(α_N / α_D) + D_c / D]^α_D  (eq. 1.5).
 
 L(N) and L(D) are fitted only on points the other variable does not limit (:func:`unlimited_points`); L(C) on the
-compute frontier, one run per budget (:func:`frontier`). All fits are least squares on log-loss.
+compute frontier, one size per budget (:func:`frontier`). All fits are least squares on log-loss.
 """
 
 from __future__ import annotations
