@@ -27,6 +27,7 @@ from scipy.interpolate import Akima1DInterpolator
 from scipy.optimize import least_squares
 
 from scaling.fit.powerlaw import PowerLaw, fit_power_law
+from scaling.fit.replicates import mean_by
 
 METHODS = ("akima", "parabola", "huber")
 MIN_SIZES_PER_BUDGET = 3
@@ -93,19 +94,12 @@ def _akima_min(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(grid[i]), float(values[i])
 
 
-def _mean_by(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Distinct values of ``x`` and the mean of each ``y`` over the rows that share one."""
-    ux, inverse = np.unique(x, return_inverse=True)
-    counts = np.bincount(inverse)
-    return (ux, *(np.bincount(inverse, weights=y) / counts for y in ys))
-
-
 def find_optimum(n: np.ndarray, d: np.ndarray, loss: np.ndarray, compute: float, method: str
                  ) -> BudgetOptimum | str:
     """The loss-minimising size of one IsoFLOP profile and the tokens trained there, or why there is none."""
     # Several runs of one size in a budget (seeds, near-identical FLOPs): average their log-loss and log-tokens.
-    x, y, log_d = _mean_by(np.log(np.asarray(n, float)), np.log(np.asarray(loss, float)),
-                           np.log(np.asarray(d, float)))
+    x, y, log_d = mean_by(np.log(np.asarray(n, float)), np.log(np.asarray(loss, float)),
+                          np.log(np.asarray(d, float)))
     if len(x) < MIN_SIZES_PER_BUDGET:
         return f"C={compute:.3g}: only {len(x)} distinct sizes (needs {MIN_SIZES_PER_BUDGET})"
     if method == "akima" and len(x) >= AKIMA_MIN_POINTS:

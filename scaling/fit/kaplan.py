@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from scaling.fit.approach3 import check_not_one_curve
+from scaling.fit.replicates import mean_by
 
 MIN_POINTS_1D = 3
 MIN_POINTS_JOINT = 5
@@ -102,11 +103,10 @@ def unlimited_points(x: np.ndarray, other: np.ndarray, loss: np.ndarray, decimal
     for k in np.unique(keys):
         rows = np.flatnonzero(keys == k)
         # Runs at one (x, other) — seeds — count once, with their mean log-loss.
-        others, index = np.unique(other[rows], return_inverse=True)
+        others, mean_log_loss = mean_by(other[rows], np.log(loss[rows]))
         if len(others) < 2:
             left_out.append(f"{10**k:.3g}: one run, convergence unknown")
             continue
-        mean_log_loss = np.bincount(index, weights=np.log(loss[rows])) / np.bincount(index)
         (o1, o2), (log_l1, log_l2) = others[-2:], mean_log_loss[-2:]
         l2 = float(np.exp(log_l2))
         gain = (log_l1 - log_l2) / np.log2(o2 / o1)
@@ -123,11 +123,8 @@ def frontier(nominal_c: np.ndarray, n: np.ndarray, c: np.ndarray, loss: np.ndarr
     budget's best beats it (Kaplan et al. 2020, §6.1). Runs of one size at one budget (seeds) count once, with their
     mean log-loss: the best of several seeds is a lucky draw, not the size's loss."""
     nominal_c, n, c, loss = (np.asarray(v, float) for v in (nominal_c, n, c, loss))
-    configs, index = np.unique(np.stack([nominal_c, n], axis=1), axis=0, return_inverse=True)
-    index = index.ravel()
-    counts = np.bincount(index)
-    mean_loss = np.exp(np.bincount(index, weights=np.log(loss)) / counts)
-    mean_c = np.bincount(index, weights=c) / counts
+    configs, mean_log_loss, mean_c = mean_by(np.stack([nominal_c, n], axis=1), np.log(loss), c)
+    mean_loss = np.exp(mean_log_loss)
     best = [np.flatnonzero(configs[:, 0] == k)[np.argmin(mean_loss[configs[:, 0] == k])]
             for k in np.unique(nominal_c)]
     keep, lowest = [], np.inf
