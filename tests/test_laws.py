@@ -174,7 +174,7 @@ def test_kaplan_one_dimensional_laws_use_only_points_the_other_variable_does_not
     assert ls == pytest.approx(law(xs, 1e6))
     c, best = kaplan.frontier(np.array([1.0, 1.0, 2.0, 2.0, 4.0]), np.array([1.0, 2.0, 1.0, 2.0, 2.0]),
                               np.array([1.0, 1.1, 2.1, 1.9, 4.0]), np.array([3.0, 2.9, 2.5, 2.6, 2.7]))
-    assert list(c) == [1.1, 2.1] and list(best) == [2.9, 2.5]  # one run per budget; 4.0 is beaten by a cheaper one
+    assert list(c) == [1.1, 2.1] and list(best) == [2.9, 2.5]  # one size per budget; 4.0 is beaten by a cheaper one
     # Two seeds of each size: the budget's best size by its seeds' mean, not the size with the luckiest seed.
     c, best = kaplan.frontier(np.full(4, 1.0), np.array([1.0, 1.0, 2.0, 2.0]), np.ones(4),
                               np.array([2.0, 2.0, 1.8, 2.4]))
@@ -280,7 +280,7 @@ def test_approach1_takes_the_envelope_of_replicates_mean_not_of_their_luckiest_s
     sizes = np.geomspace(true_optimum(budgets[0])[0] / 4, true_optimum(budgets[-1])[0] * 4, 12)
     rows = []
     for c in budgets:
-        n_opt, d_opt = true_optimum(c)
+        n_opt, _ = true_optimum(c)
         for i, n in enumerate(s for s in sizes if n_opt / 4 <= s <= n_opt * 4):
             d = c / flops_per_token(n)
             spread = 0.05 * (budgets[0] / c) ** 0.5 * (n / n_opt)  # relative; fewer tokens per parameter: more
