@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scaling.fit.approach2 import fit_approach2
-from scaling.fit.approach3 import FORMS, fit_approach3, init_grid, reducible
+from scaling.fit.approach3 import FORMS, Approach3Fit, fit_approach3, init_grid, reducible
 from tests.conftest import ROOT
 
 DATA = Path(__file__).parent / "data"
@@ -105,6 +105,8 @@ def test_noise_free_synthetic_is_recovered_exactly(form):
     # The closed-form optimum is the minimum of the law along the budget.
     along = fit.predict(n_opt[0] * np.array([0.99, 1.0, 1.01]), 1e20 / (6 * n_opt[0] * np.array([0.99, 1.0, 1.01])))
     assert along[1] < along[0] and along[1] < along[2]
+    # A fit.json's approach3 entry is the same law again (the report's plots and the untuned comparison read it).
+    assert Approach3Fit.from_dict(fit.as_dict()).predict(n, d) == pytest.approx(fit.predict(n, d), rel=1e-12)
 
 
 def run_fit(*args: str) -> subprocess.CompletedProcess:

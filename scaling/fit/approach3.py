@@ -243,6 +243,12 @@ class Approach3Fit:
         n_opt = allocate(self.params()[None], np.asarray(compute, float), flops, self.form)[0]
         return n_opt, np.asarray(compute, float) / flops(n_opt)
 
+    @classmethod
+    def from_dict(cls, fitted: dict) -> Approach3Fit:
+        """The law of an ``as_dict`` (a fit.json's ``approach3``), without its bootstrap."""
+        return cls(E=fitted["E"], A=fitted["A"], B=fitted["B"], alpha=fitted["alpha"], beta=fitted["beta"],
+                   loss=fitted["huber_loss"], n_points=fitted["n_points"], form=fitted["form"])
+
     def as_dict(self) -> dict:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a_limit": self.a,
                 "b_limit": self.b, "huber_loss": self.loss, "n_points": self.n_points, "bootstrap": self.bootstrap,

@@ -30,8 +30,7 @@ def _a3(results: dict[str, Any]) -> Approach3Fit | None:
     r = results.get("approach3")
     if not r:
         return None
-    return Approach3Fit(E=r["E"], A=r["A"], B=r["B"], alpha=r["alpha"], beta=r["beta"], loss=r["huber_loss"],
-                        n_points=r["n_points"], form=r["form"])
+    return Approach3Fit.from_dict(r)
 
 
 def _flops(results: dict[str, Any]) -> FlopsPerToken:

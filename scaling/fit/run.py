@@ -206,8 +206,7 @@ def _untuned(untuned: pd.DataFrame, results: dict[str, Any], form: str) -> dict[
     out = {k: fit.as_dict()[k] for k in ("E", "A", "B", "alpha", "beta", "a_limit")}
     tuned = results.get("approach3")
     if tuned:
-        law = approach3.Approach3Fit(**{k: tuned[k] for k in ("E", "A", "B", "alpha", "beta")}, loss=0.0,
-                                     n_points=0, form=form)
+        law = approach3.Approach3Fit.from_dict(tuned)
         gaps = fit.predict(untuned.N, untuned.D) / law.predict(untuned.N, untuned.D) - 1
         out["mean_loss_gap"] = float(np.mean(gaps))
         out["shift"] = {k: out[k] - tuned[k] for k in ("alpha", "beta", "a_limit")}
