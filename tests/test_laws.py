@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize_scalar
 
-from scaling.fit import approach1, kaplan
+from scaling.fit import approach1, kaplan, report
 from scaling.fit.approach2 import fit_approach2
 from scaling.fit.approach3 import DEFAULT_FORM, FORMS, NotIdentifiable, fit_approach3, reducible
 from scaling.fit.run import backtest, fit_all, leave_one_budget_out
@@ -121,8 +121,6 @@ def test_backtest_holds_out_whole_budgets_by_nominal_value():
 
 def test_a_held_out_budget_the_law_misses_on_one_side_shows_a_signed_error_as_large_as_its_mean_error():
     """Scatter about the law averages out in the signed mean; a bias does not (a budget 2% below its law)."""
-    from scaling.fit import report
-
     table = isoflop_table(budgets=(1e12, 2e12, 4e12, 8e12, 1.6e13), noise=0.01, seed=1)
     p = table.points.copy()
     scatter = backtest(p, "flops", 0.2, bootstrap=0, seed=0, form="chinchilla")
@@ -271,6 +269,35 @@ def test_approach1_reads_the_envelope_where_runs_end_not_in_their_warmup():
     assert fit["a"] == pytest.approx(exponents_over(budgets)[0], abs=0.05)
 
 
+def test_approach1_reports_how_much_of_its_envelope_lies_late_in_runs():
+    """An IsoFLOP grid's runs end at its budgets, 4x apart here: between them the envelope can only come from
+    checkpoints in mid-schedule, and only a C within 15% below a budget can lie in a run's last 15% of tokens
+    (3·ln(1/0.85)/ln 64 of the log range). Runs whose ends spread over C, as Chinchilla's four horizons per size,
+    put more of it there."""
+    budgets = (1e12, 4e12, 1.6e13, 6.4e13)
+    sizes = np.geomspace(true_optimum(budgets[0])[0] / 4, true_optimum(budgets[-1])[0] * 4, 12)
+
+    def fitted(runs: list[tuple[float, float]]) -> tuple[float, str]:
+        rows = [{"run_id": str(i), "N": n, "D": t * d, "C": t * d * flops_per_token(n),
+                 "loss": float(true_loss(n, t * d)) + 0.5 * (1 - t)}
+                for i, (n, d) in enumerate(runs) for t in np.linspace(0.05, 1.0, 20)]
+        curves = pd.DataFrame(rows)
+        finals = curves.loc[curves.groupby("run_id").C.idxmax()].assign(nominal_C=lambda t: t.C)
+        table = FitTable(points=finals, curves=curves, conventions={"params": "total", "flops": "6n_attention"})
+        results = fit_all(table, approaches=("1",), bootstrap=0)
+        return results["approach1"]["late_share"], report.render(results)
+
+    isoflop = [(n, c / flops_per_token(n)) for c in budgets for n in sizes
+               if true_optimum(c)[0] / 4 <= n <= true_optimum(c)[0] * 4]
+    horizons = [(n, 5 * n * h) for n in sizes for h in np.geomspace(1, 16, 4)]
+    (late_isoflop, text_isoflop), (late_horizons, text_horizons) = fitted(isoflop), fitted(horizons)
+    assert late_isoflop == pytest.approx(3 * np.log(1 / 0.85) / np.log(64), abs=0.02)
+    assert late_horizons > 3 * late_isoflop
+    assert f"{100 * late_isoflop:.0f}% of the envelope lies within the last 15% of its run's tokens" in text_isoflop
+    mostly_mid = "of its envelope are checkpoints in mid-schedule"
+    assert mostly_mid in text_isoflop and mostly_mid not in text_horizons
+
+
 def test_approach1_takes_the_envelope_of_replicates_mean_not_of_their_luckiest_seed():
     """Four seeds of every grid point scattered symmetrically in log-loss about the true surface, more for short runs
     (the largest sizes of a budget) and at small budgets, as seeds scatter real runs. The lowest seed at each C is
@@ -295,8 +322,6 @@ def test_approach1_takes_the_envelope_of_replicates_mean_not_of_their_luckiest_s
     floor = [true_loss(*true_optimum(c)) for c in fit["frontier"]["C"][::10]]
     assert np.all(np.array(fit["frontier"]["loss"][::10]) >= np.array(floor) - 1e-9)
     assert fit["n_runs"] == 4 * fit["n_configs"]
-    from scaling.fit import report
-
     finals = curves.loc[curves.groupby("run_id").C.idxmax()].assign(nominal_C=lambda t: t.C)
     table = FitTable(points=finals, curves=curves, conventions={"params": "total", "flops": "6n_attention"})
     text = report.render(fit_all(table, approaches=("1",), bootstrap=0))
@@ -304,8 +329,6 @@ def test_approach1_takes_the_envelope_of_replicates_mean_not_of_their_luckiest_s
 
 
 def test_a_backtest_whose_law_has_an_infinite_scale_is_refused_and_the_report_still_renders(tmp_path):
-    from scaling.fit import report
-
     p = pd.read_csv(ROOT / "tests" / "data" / "ladder_branched_points.csv")
     with warnings.catch_warnings():  # the refusal is the whole message: no numpy overflow warning beside it
         warnings.simplefilter("error", RuntimeWarning)

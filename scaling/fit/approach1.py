@@ -8,6 +8,12 @@ shortest run's end every point is a checkpoint in mid-schedule (in warmup, or at
 and the envelope there is whichever small model was early: read there, it pulls a down. Runs with fewer than two
 evaluations are left out: they have no curve.
 
+``late_share`` is the share of envelope points that lie within the last 15% of their run's tokens. Hoffmann et al.
+found all of theirs there (§3.1, note 4): four horizons per size end at C values spread across the range. The runs
+of an IsoFLOP grid end at its few budgets, so between budgets the envelope can only come from checkpoints in
+mid-schedule, read before their learning rate annealed (with budgets 2x apart, about three quarters of it); its a then
+reflects how those checkpoints differ from finished runs as well as the law.
+
 Runs of one size and one length (the same N and final D: seeds of one grid point) are replicates, and the envelope
 is taken over their mean curve (mean log-loss, as for Kaplan's laws). The lowest of several replicates is a lucky
 draw, and luck is not spread evenly: short runs (the largest sizes of a budget) scatter most between seeds, so a
@@ -27,6 +33,8 @@ NUM_GRID = 200
 MIN_SIZES = 3
 MIN_EVALS_PER_RUN = 2
 MIN_SPAN = 2.0  # the runs' ends must span this factor in C: one budget's ends differ only by step rounding
+# Hoffmann et al. 2022, §3.1 note 4: every point of their envelope lay within the last 15% of its run's training.
+LATE_IN_RUN = 0.85
 
 
 def _interpolated(curves: dict[str, tuple[float, np.ndarray, np.ndarray, np.ndarray]], grid: np.ndarray
@@ -71,12 +79,13 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
     losses, tokens, sizes = _interpolated(curves, grid)
     # Replicates share a size and a final token count; tokens at a given C are then the same for all of them.
     keys = [(n, float(np.max(d))) for n, _, d, _ in curves.values()]
-    config = np.unique(np.array(keys), axis=0, return_inverse=True)[1].ravel()
-    num_configs = int(config.max()) + 1
+    config_keys, config = np.unique(np.array(keys), axis=0, return_inverse=True)
+    config, config_final_tokens = config.ravel(), config_keys[:, 1]
+    num_configs = len(config_keys)
     config_sizes, config_tokens = np.empty(num_configs), np.empty((num_configs, len(grid)))
     config_sizes[config], config_tokens[config] = sizes, tokens
 
-    def envelope(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def envelope(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         drawn = np.log(losses[rows])
         totals, counts = np.zeros((num_configs, len(grid))), np.zeros((num_configs, len(grid)))
         np.add.at(totals, config[rows], np.nan_to_num(drawn))
@@ -85,21 +94,23 @@ def fit_approach1(run_ids: np.ndarray, n: np.ndarray, d: np.ndarray, c: np.ndarr
         covered = np.isfinite(mean_log).any(axis=0)
         cols = np.flatnonzero(covered)
         winner = np.argmin(mean_log[:, covered], axis=0)
-        return grid[covered], config_sizes[winner], config_tokens[winner, cols], np.exp(mean_log[winner, cols])
+        return (grid[covered], config_sizes[winner], config_tokens[winner, cols], np.exp(mean_log[winner, cols]),
+                config_final_tokens[winner])
 
-    cs, n_opt, d_opt, l_opt = envelope(np.arange(len(curves)))
+    cs, n_opt, d_opt, l_opt, final_tokens = envelope(np.arange(len(curves)))
     if len(np.unique(n_opt)) < 2:
         raise ValueError("approach 1: one size wins at every FLOP value; the grid does not bracket the optimum")
     n_law, d_law = fit_power_law(cs, n_opt), fit_power_law(cs, d_opt)
     out = {"a": n_law.exponent, "b": d_law.exponent, "n_law": n_law.as_dict(), "d_law": d_law.as_dict(),
            "ci95": {"a": list(n_law.ci95), "b": list(d_law.ci95)}, "n_runs": len(curves), "n_configs": num_configs,
+           "late_share": float(np.mean(d_opt >= LATE_IN_RUN * final_tokens)),
            "frontier": {"C": cs.tolist(), "N": n_opt.tolist(), "D": d_opt.tolist(), "loss": l_opt.tolist()}}
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         a_s, b_s = [], []
         for _ in range(bootstrap):
             rows = rng.integers(0, len(curves), len(curves))
-            bc, bn, bd, _ = envelope(rows)
+            bc, bn, bd, _, _ = envelope(rows)
             if len(np.unique(bn)) >= 2:
                 a_s.append(fit_power_law(bc, bn).exponent)
                 b_s.append(fit_power_law(bc, bd).exponent)

@@ -149,7 +149,10 @@ def render(results: dict[str, Any]) -> str:
                   f"N_opt ∝ C^{r['a']:.3f} (95% CI {_ci(r['ci95'], 'a')}), D_opt ∝ C^{r['b']:.3f} "
                   f"(95% CI {_ci(r['ci95'], 'b')}) from {r['n_runs']} runs"
                   + (f", the seeds of each of {r['n_configs']} grid points averaged into one curve."
-                     if r["n_configs"] < r["n_runs"] else "."), ""]
+                     if r["n_configs"] < r["n_runs"] else ".")
+                  + f" {100 * r['late_share']:.0f}% of the envelope lies within the last 15% of its run's tokens "
+                  "(Hoffmann et al. 2022 found all of theirs there); the rest are checkpoints read in mid-schedule.",
+                  ""]
     if "kaplan" in results:
         k = results["kaplan"]
         lines += ["## Kaplan power laws", "", f"Rule: {k['rule']}; L(C) keeps each budget's best size on the "

@@ -20,6 +20,7 @@ from scaling.io import atomic_write_json
 
 APPROACHES = ("kaplan", "1", "2", "3")
 HOLDOUT_BY = ("flops", "size")
+MOSTLY = 0.5  # a note when less than this share of approach 1's envelope lies late in its runs
 # The result keys a fit may produce, in report order.
 FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "untuned", "backtest", "leave_one_budget_out",
                "size_ladder")
@@ -172,6 +173,16 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
     return out
 
 
+def _approach1(table: FitTable, bootstrap: int, seed: int, notes: list[str]) -> dict[str, Any]:
+    c = table.curves if table.curves is not None else table.points
+    out = approach1.fit_approach1(c.run_id, c.N, c.D, c.C, c.loss, bootstrap=bootstrap, seed=seed)
+    if out["late_share"] < MOSTLY:
+        notes.append(f"approach 1: {100 * (1 - out['late_share']):.0f}% of its envelope are checkpoints in "
+                     "mid-schedule, before their run's last 15% (all of Hoffmann et al.'s lay within it): its a "
+                     "reads how they differ from finished runs as well as the law (README, 'How to read a fit')")
+    return out
+
+
 def _approach3(table: FitTable, flops: FlopsPerToken | None, bootstrap: int, seed: int, form: str,
                notes: list[str]) -> dict[str, Any]:
     p = table.points
@@ -258,10 +269,7 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
     if "kaplan" in approaches:
         attempt("kaplan", lambda: _kaplan(table, notes))
     if "1" in approaches:
-        curves = table.curves
-        attempt("approach1", lambda: approach1.fit_approach1(
-            *((curves.run_id, curves.N, curves.D, curves.C, curves.loss) if curves is not None else
-              (p.run_id, p.N, p.D, p.C, p.loss)), bootstrap=bootstrap, seed=seed))
+        attempt("approach1", lambda: _approach1(table, bootstrap, seed, notes))
     if "2" in approaches:
         budgets = p["budget"].to_numpy() if "budget" in p.columns else None
         attempt("approach2", lambda: approach2.fit_approach2(p.N, p.D, p.loss, p.C, approach2_method, budgets=budgets,
