@@ -191,8 +191,8 @@ def test_branched_grid_needs_a_wsd_schedule():
 
 
 @pytest.mark.parametrize("overrides", [
-    # the long study grown by two doublings (its smallest budget's window is cut by min_steps: the test above)
-    ["experiment=scaling_cpu_long", "grid.budgets_flops=[2.5e11,5e11,1e12,2e12,4e12,8e12,1.6e13]"],
+    # the wide study grown by two doublings (its smallest budget's window is cut by min_steps: the test above)
+    ["experiment=scaling_cpu_wide", "grid.budgets_flops=[2.5e11,5e11,1e12,2e12,4e12,8e12,1.6e13]"],
     ["experiment=chinchilla_gpu"],
 ])
 def test_shipped_isoflop_windows_keep_two_sizes_each_side_of_their_target(overrides, caplog):
@@ -212,7 +212,7 @@ def test_a_budget_beyond_the_grids_sizes_is_named_with_the_fix(caplog):
     """A budget whose target size is the grid's largest gets the largest sizes as its window, with no larger size to
     put the optimum inside: the sweep says so and names the fix."""
     with caplog.at_level(logging.WARNING, logger="scaling.grid"):
-        expand(*grid_and_base(["experiment=scaling_cpu_long", "grid.budgets_flops=[5e13]"]))
+        expand(*grid_and_base(["experiment=scaling_cpu_wide", "grid.budgets_flops=[5e13]"]))
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "at 5e+13 FLOPs is not centred: 2x112" in warnings[0], warnings
     assert "add larger sizes to grid.sizes" in warnings[0]
