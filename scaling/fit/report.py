@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from scaling.fit.approach1 import LATE_IN_RUN
 from scaling.fit.approach3 import DEFAULT_FORM, FORM_WHY
 from scaling.fit.table import CONVENTIONS_WHY
 from scaling.io import atomic_write_text
@@ -150,8 +151,9 @@ def render(results: dict[str, Any]) -> str:
                   f"(95% CI {_ci(r['ci95'], 'b')}) from {r['n_runs']} runs"
                   + (f", the seeds of each of {r['n_configs']} grid points averaged into one curve."
                      if r["n_configs"] < r["n_runs"] else ".")
-                  + f" {100 * r['late_share']:.0f}% of the envelope lies within the last 15% of its run's tokens "
-                  "(Hoffmann et al. 2022 found all of theirs there); the rest are checkpoints read in mid-schedule.",
+                  + f" {100 * r['late_share']:.0f}% of the envelope lies within the last "
+                  f"{100 * (1 - LATE_IN_RUN):.0f}% of its run's tokens (Hoffmann et al. 2022 found all of theirs "
+                  "there); the rest are checkpoints read in mid-schedule.",
                   ""]
     if "kaplan" in results:
         k = results["kaplan"]

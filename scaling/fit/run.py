@@ -20,7 +20,7 @@ from scaling.io import atomic_write_json
 
 APPROACHES = ("kaplan", "1", "2", "3")
 HOLDOUT_BY = ("flops", "size")
-MOSTLY = 0.5  # a note when less than this share of approach 1's envelope lies late in its runs
+LATE_SHARE_NOTE = 0.5  # a note when less of approach 1's envelope than this lies late in its runs
 # The result keys a fit may produce, in report order.
 FITTED_KEYS = ("kaplan", "approach1", "approach2", "approach3", "untuned", "backtest", "leave_one_budget_out",
                "size_ladder")
@@ -176,10 +176,11 @@ def _kaplan(table: FitTable, notes: list[str]) -> dict[str, Any]:
 def _approach1(table: FitTable, bootstrap: int, seed: int, notes: list[str]) -> dict[str, Any]:
     c = table.curves if table.curves is not None else table.points
     out = approach1.fit_approach1(c.run_id, c.N, c.D, c.C, c.loss, bootstrap=bootstrap, seed=seed)
-    if out["late_share"] < MOSTLY:
+    if out["late_share"] < LATE_SHARE_NOTE:
         notes.append(f"approach 1: {100 * (1 - out['late_share']):.0f}% of its envelope are checkpoints in "
-                     "mid-schedule, before their run's last 15% (all of Hoffmann et al.'s lay within it): its a "
-                     "reads how they differ from finished runs as well as the law (README, 'How to read a fit')")
+                     f"mid-schedule, before their run's last {100 * (1 - approach1.LATE_IN_RUN):.0f}% (all of Hoffmann "
+                     "et al.'s lay within it): its a reads how they differ from finished runs as well as the law "
+                     "(README, 'How to read a fit')")
     return out
 
 
