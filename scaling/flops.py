@@ -13,7 +13,8 @@ records all the common conventions so a fit can name the one it used:
   ``chinchilla``   3 × the forward count of App. F            Hoffmann et al. 2022, Appendix F
 
   where N_matmul = non-embedding params + vocab · d_model (the output projection runs whether or not it is tied;
-  the input embedding is a lookup, not a matmul). ``6n_attention`` is what the hardware does, so it is used for MFU.
+  the input embedding is a lookup, not a matmul). ``6n_attention`` counts every matmul the model defines, so it is
+  used for MFU (PaLM's definition).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def flops_per_token(m: ModelConfig, convention: str) -> float:
     if convention == "6n":
         return 6.0 * p.total
     if convention == "6n_attention":
-        # PaLM App. B: 6N + 12·L·H·Q·T, with H·Q = d_model; the causal mask's unused half is counted, as kernels
-        # that do not skip it (and the FLOP counter) do.
+        # PaLM App. B: 6N + 12·L·H·Q·T, with H·Q = d_model; the causal mask's unused half is counted, as PaLM's
+        # MFU and the FLOP counter count it, whether or not a kernel skips it (scaling.model.causal_attention skips
+        # part of it on CPU).
         return 6.0 * matmul_params(m) + 12.0 * m.num_layers * m.head_dim * m.num_heads * m.seq_len
     if convention == "chinchilla":
         return 3.0 * _chinchilla_forward_flops_per_sequence(m) / m.seq_len

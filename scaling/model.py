@@ -116,6 +116,27 @@ def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
     return p.dim() >= 2 and name.startswith("blocks.")
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """Causal scaled_dot_product_attention of (batch, heads, seq, head_dim) tensors.
+
+    On CPU the queries go in four blocks (of 64 rows at least), each against the keys up to its own last row. The CPU
+    flash kernel reads keys in blocks of up to 512 and computes every key of a block, masked or not: in one call at
+    sequence 256 it computes the masked half of the scores too, forward and backward."""
+    seq = q.shape[2]
+    rows = max(64, seq // 4)
+    if q.device.type != "cpu" or seq <= rows:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    blocks = []
+    for start, q_block in zip(range(0, seq, rows), q.split(rows, dim=2)):
+        end = start + q_block.shape[2]
+        # Row i of the block is query start + i: it sees keys 0..start + i.
+        visible = None if start == 0 else torch.ones(end - start, end, dtype=torch.bool, device=q.device).tril(start)
+        blocks.append(F.scaled_dot_product_attention(q_block, k[:, :, :end], v[:, :, :end], attn_mask=visible,
+                                                     is_causal=start == 0, scale=scale))
+    # Joined in (batch, seq, heads, head_dim), the layout the output projection reads, so its reshape copies nothing.
+    return torch.cat([block.transpose(1, 2) for block in blocks], dim=1).transpose(1, 2)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -130,7 +151,7 @@ class Attention(nn.Module):
         batch, seq, width = x.shape
         qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4) if rope is None else rotary_qkv(qkv, rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        y = causal_attention(q, k, v, self.scale)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
 
 

@@ -74,6 +74,33 @@ def test_the_fused_rotation_turns_q_and_k_and_passes_v_exactly():
     assert torch.equal(v, qkv[:, :, 2].transpose(1, 2))
 
 
+@pytest.mark.parametrize("seq", [64, 200, 256, 300])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_causal_attention_in_query_blocks_is_one_causal_call(monkeypatch, seq, dtype):
+    """On CPU the queries go in blocks, each against the keys up to its last row: outputs and gradients are those of
+    one causal call, for ragged last blocks and a custom scale too."""
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 2, 3, seq, 16, dtype=dtype, requires_grad=True)  # q, k, v: (batch, heads, seq, 16)
+    grad_out = torch.randn(2, 3, seq, 16, dtype=dtype)
+    one_call = F.scaled_dot_product_attention(*qkv.unbind(0), is_causal=True, scale=0.3)
+    (expected_grad,) = torch.autograd.grad(one_call, qkv, grad_out)
+    query_rows, one_kernel_call = [], F.scaled_dot_product_attention
+
+    def recording(q, *args, **kwargs):
+        query_rows.append(q.shape[2])
+        return one_kernel_call(q, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    blocked = model_module.causal_attention(*qkv.unbind(0), 0.3)
+    (grad,) = torch.autograd.grad(blocked, qkv, grad_out)
+    rows = max(64, seq // 4)
+    assert query_rows == [min(rows, seq - start) for start in range(0, seq, rows)]
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    assert blocked.shape == one_call.shape and blocked.dtype == dtype
+    assert torch.allclose(blocked, one_call, **tolerance)
+    assert torch.allclose(grad, expected_grad, **tolerance)
+
+
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16])
 def test_the_hand_written_backwards_give_autograds_gradients(tmp_path, monkeypatch, dtype):
     """Rotary q/k/v, SwiGLU and RMSNorm have backward passes of their own in eager mode; under torch.compile the model
