@@ -119,9 +119,9 @@ def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> torch.Tensor:
     """Causal scaled_dot_product_attention of (batch, heads, seq, head_dim) tensors.
 
-    On CPU the queries go in four blocks (of 64 rows at least), each against the keys up to its own last row. The CPU
-    flash kernel reads keys in blocks of up to 512 and computes every key of a block, masked or not: in one call at
-    sequence 256 it computes the masked half of the scores too, forward and backward."""
+    On CPU the queries go in blocks of a quarter of the sequence (64 rows at least), each against the keys up to its
+    own last row. The CPU flash kernel reads keys in blocks of up to 512 and computes every key of a block, masked or
+    not: in one call at sequence 256 it computes the masked half of the scores too, forward and backward."""
     seq = q.shape[2]
     rows = max(64, seq // 4)
     if q.device.type != "cpu" or seq <= rows:
