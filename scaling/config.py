@@ -44,7 +44,7 @@ class ModelConfig:
     d_ff: int | None
     """Hidden width of the MLP; null derives it from `ffn_ratio`."""
     ffn_ratio: float
-    """d_ff = ffn_ratio * d_model rounded up to a multiple of 16, used when `d_ff` is null."""
+    """d_ff = floor(ffn_ratio * d_model) rounded up to a multiple of 16, used when `d_ff` is null."""
     seq_len: int
     """Context length in tokens of every training and evaluation sequence."""
     vocab_size: int
@@ -93,7 +93,10 @@ class ModelConfig:
     def ffn_dim(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
-        return 16 * math.ceil(self.ffn_ratio * self.d_model / 16)
+        # Floor first, then round up, as Llama's reference FeedForward does (int(2 * 4d / 3), then up to a multiple):
+        # the configs write 8/3 as 2.6667, which lies just above it and would otherwise add 16 hidden units wherever
+        # 8/3 * d_model is a multiple of 16.
+        return 16 * math.ceil(math.floor(self.ffn_ratio * self.d_model) / 16)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -72,3 +72,13 @@ def test_cli_reports_without_traceback_and_writes_nothing(tmp_path, args, words)
     assert "Traceback" not in result.stderr
     assert words in result.stderr
     assert not any(Path(tmp_path / "runs").glob("*/summary.json"))
+
+
+@pytest.mark.parametrize("model", ["llama_tiny", "llama_small", "llama_124m", "llama_1b"])
+@pytest.mark.parametrize("d_model", [12, 24, 48, 384, 2048])
+def test_llama_mlp_width_is_llamas_eight_thirds_rounded_up_to_16(model, d_model):
+    # Llama's reference FeedForward: hidden = int(2 * 4d / 3), then rounded up to a multiple of 16 here.
+    raw = compose_raw([f"model={model}", f"model.d_model={d_model}", "model.num_heads=2",
+                       *COMPANIONS.get(model, [])])
+    expected = 16 * -(-(8 * d_model // 3) // 16)
+    assert load_train_config(raw).model.ffn_dim == expected
