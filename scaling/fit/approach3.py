@@ -55,7 +55,7 @@ FORM_WHY = (
     "kaplan_floor is Kaplan et al. 2020's eq. 1.5 with an irreducible floor E (Henighan et al. 2020): five "
     "parameters with the same limits as Chinchilla's E + A/N^α + B/D^β, but the two reducible terms combine as a "
     "1/β-norm rather than a sum. On this project's own studies the separable form predicted the largest budget too "
-    "high by 1.0-2.0% in 9 of 18 draws, this form within 1% in all. On published tables it fits 3 of the 4 Gemstones "
+    "high by 1.0-2.0% in 9 of 20 draws, this form within 1% in all. On published tables it fits 3 of the 4 Gemstones "
     "tables and 12 of Porian et al.'s 15 more closely, and predicts their largest sizes or budgets better in 4 of 4 "
     "and 11 of 15 (python -m bench --only law_forms). Chinchilla's form, in which published fits were made, is one "
     "flag away: --form chinchilla.")
