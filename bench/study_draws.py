@@ -1,12 +1,13 @@
 """How often a study design meets the fit's four checks (scaling.fit.checks), over every draw of it on disk.
 
-A draw is the runs of a group of seeds in one sweep directory, restricted to the design's budgets: the long and wide
-studies' runs at the default study's four budgets are its runs, point for point. Two directories that hold the same
-seeds with identical losses (the same code, rounding alike) are one draw, counted once; the same seeds with
-different losses (model code that rounds its last bits differently) are separate draws.
+A draw is the runs of a group of seeds in one sweep directory, restricted to the design's budgets: the long study's
+runs are the default study's, seed for seed, and any study's runs at a subset of its budgets are that smaller design's,
+point for point. Two directories that hold the same seeds with identical losses (the same code, rounding alike) are
+one draw, counted once; the same seeds with different losses (model code that rounds its last bits differently) are
+separate draws.
 
-    python -m bench.study_draws sweeps/default sweeps/default_wide --budgets 1.25e11,2.5e11,5e11,1e12 \
-        --groups 0 1 0,1
+    python -m bench.study_draws sweeps/default sweeps/default_long \
+        --budgets 1.25e11,1.77e11,2.5e11,3.54e11,5e11,7.07e11,1e12 --groups 0 1 0,1,2
 
 prints one row per draw: the four checks (met or not, and what was measured) and each approach's a, then what sets
 approach 1 apart in each draw: its a again with approach 3's law in place of the losses at the runs' ends, before
