@@ -21,23 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from scaling.config import ConfigError, ModelConfig, TrainConfig, load_train_config
 from scaling.errors import EXIT_BUSY, EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from scaling.logs import setup_logging
 
 log = logging.getLogger("scaling")
 # Absolute, so that Hydra finds the packaged configs however the entry point was started (`python -m`, a console
 # script, `python train.py` in a checkout), from any directory.
 CONFIGS = str(Path(__file__).resolve().parent / "configs")
-
-def setup_logging() -> None:
-    root = logging.getLogger()
-    if not any(getattr(h, "_scaling", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
-        handler._scaling = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    # Under torchrun every rank runs this; rank 0 speaks for the run, the others only warn.
-    root.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
-    for noisy in ("datasets", "httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str) -> NoReturn:

@@ -414,6 +414,46 @@ def test_small_real_study_end_to_end(tmp_path):
         assert (out / "figures" / f"{figure}.png").exists(), figure
 
 
+def test_models_studied_side_by_side_give_the_records_of_one_after_another(tmp_path, monkeypatch):
+    """On CPU the study runs one single-threaded process per core; each model's study is seeded on its own, so its
+    samples, verifier scores and curves are those of the same models studied one after another in one process."""
+    import os
+
+    from scaling import sweepdir
+    from scaling.config import TaskConfig, parse
+    from scaling.testtime import study
+    from tests.conftest import compose_raw, run_cli
+
+    sizes = "grid.sizes=[{name: null, num_layers: 1, d_model: 16, num_heads: 2}, " \
+            "{name: null, num_layers: 1, d_model: 32, num_heads: 2}]"
+    overrides = [SMALL_STUDY[0], sizes, *SMALL_STUDY[2:]]
+    training = ["data=worksheet", "grid=testtime", *(o for o in overrides[1:] if not o.startswith("testtime."))]
+    result = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=tt", *training)  # no study: no testtime
+    assert result.returncode == 0, result.stderr[-3000:]
+    raw = compose_raw([*overrides, "sweep.name=tt"], config_name="sweep")
+    cfg, task = parse(study.TestTimeConfig, raw["testtime"], "testtime."), parse(TaskConfig, raw["data"]["task"],
+                                                                               "data.task.")
+    sweep_dir = tmp_path / "tt"
+    runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]]
+    problems, pool = study.problem_sets(cfg, task)
+
+    def without_timings(value):
+        if isinstance(value, dict):
+            return {k: without_timings(v) for k, v in value.items() if "seconds" not in str(k)}
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [without_timings(v) for v in value]
+        return value.item() if isinstance(value, np.generic) else value
+
+    records, samples = {}, {}
+    for cores in (2, 1):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        out = tmp_path / f"cores{cores}"
+        out.mkdir()
+        records[cores] = without_timings(study.measured_all(runs, problems, pool, cfg, task, out, "cpu"))
+        samples[cores] = [(out / f"samples-{r.name}.jsonl").read_text() for r in runs]
+    assert samples[2] == samples[1] and records[2] == records[1]
+
+
 @pytest.mark.slow
 def test_default_study_trains_policies_worth_searching(tmp_path):
     """The default CPU study (training included, ≤ 20 minutes): policies that do the task, an ordered family, every

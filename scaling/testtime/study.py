@@ -21,8 +21,12 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
+import os
 import pickle
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +38,7 @@ from scaling.config import ConfigError, ModelConfig, TaskConfig, load_train_conf
 from scaling.flops import count_params, matmul_params
 from scaling.hardware import device_named
 from scaling.io import atomic_write_json, atomic_write_text, read_json
+from scaling.logs import setup_logging
 from scaling.testtime import analysis, revision
 from scaling.testtime.cost import decode_flops, sampling_flops, scoring_flops
 from scaling.testtime.sampling import Policy, by_length, perturbed_samples, sample_problems
@@ -369,19 +374,45 @@ def measured(run_dir: Path, problems: list[Problem], pool: list[Problem], cfg: T
     return record
 
 
+def problem_sets(cfg: TestTimeConfig, task: TaskConfig) -> tuple[list[Problem], list[Problem]]:
+    """The test problems, and the training problems the verifiers and the revision model learn from (none of them
+    a test problem)."""
+    problems = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
+    pool = generate(cfg.verifier.train_problems, task.min_steps, task.test_max_steps, task.modulus,
+                    seed=task.seed + 424242, exclude=frozenset(p.key for p in problems))
+    return problems, pool
+
+
+def measured_all(runs: list[Path], problems: list[Problem], pool: list[Problem], cfg: TestTimeConfig,
+                 task: TaskConfig, out_dir: Path, device: str) -> list[dict[str, Any]]:
+    """Every model's record, in the order of ``runs``. On CPU the models are studied side by side, one
+    single-threaded process per core as the sweep's points run (each model's study is seeded on its own, so the
+    records are those of one model after another); on a GPU, one after another."""
+    workers = min(len(runs), os.cpu_count() or 1) if device == "cpu" else 1
+    if workers == 1:
+        return [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_study_process) as executor:
+        return list(executor.map(measured, runs, *(repeat(a) for a in (problems, pool, cfg, task, out_dir, device))))
+
+
+def _study_process() -> None:
+    """A study worker: one thread (the other workers have the other cores) and the sweep's log lines."""
+    torch.set_num_threads(1)
+    setup_logging()
+
+
 def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[str, Any]:
     out_dir = sweep_dir / "testtime"
     out_dir.mkdir(parents=True, exist_ok=True)
     device = str(device_named(cfg.device, "testtime.device"))
     if device == "cpu":
         torch.set_num_threads(1)
-    problems = held_out_problems(task.modulus, task.test_max_steps, task.test_per_length, task.seed)
-    pool = generate(cfg.verifier.train_problems, task.min_steps, task.test_max_steps, task.modulus,
-                    seed=task.seed + 424242, exclude=frozenset(p.key for p in problems))
+    problems, pool = problem_sets(cfg, task)
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
             if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
-    models = [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
+    models = measured_all(runs, problems, pool, cfg, task, out_dir, device)
     results = analysis.analyse(models, cfg, task)
     from scaling.testtime import report
 
