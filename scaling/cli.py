@@ -179,7 +179,7 @@ def sweep_main(cfg: DictConfig) -> None:
     raw = to_container(cfg)
     from scaling.config import TaskConfig, parse
     from scaling.grid import GridConfig, expand, plan_table
-    from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig
+    from scaling.launch import LocalLauncherConfig, SlurmLauncherConfig, workers_and_slots
     from scaling.pipeline import Sweep, SweepConfig, run_sweep
 
     sweep_raw, grid_raw, launcher_raw = raw.pop("sweep"), raw.pop("grid"), raw.pop("launcher")
@@ -251,7 +251,9 @@ def sweep_main(cfg: DictConfig) -> None:
                                         after="OTHER_ARRAY_JOB_IDS" if branches else None))
             print(f"dry run: nothing written; the sweep would go to {sweep_dir}")
             return
-        run_sweep(Sweep(sweep, sweep_dir, testtime, task), grid.kind, points, launcher)
+        cpu_workers = (workers_and_slots(launcher, [], os.cpu_count() or 1)[0] if launcher.kind == "local"
+                       else os.cpu_count() or 1)
+        run_sweep(Sweep(sweep, sweep_dir, testtime, task, cpu_workers), grid.kind, points, launcher)
 
     run_guarded(body)
 

@@ -56,6 +56,9 @@ class Sweep:
     testtime: Any = None
     """The test-time study's config (scaling.testtime.study.TestTimeConfig), when the sweep has one."""
     task: TaskConfig | None = None
+    cpu_workers: int = 1
+    """Single-threaded processes the steps may run side by side on CPU: the local launcher's workers (one per core
+    unless ``launcher.workers`` says otherwise), so a sweep held to fewer cores stays there after its runs."""
 
 
 def tables(sweep: Sweep) -> None:
@@ -92,7 +95,7 @@ def testtime_study(sweep: Sweep) -> None:
         return
     from scaling.testtime.study import run_study
 
-    run_study(sweep.directory, sweep.testtime, sweep.task)
+    run_study(sweep.directory, sweep.testtime, sweep.task, sweep.cpu_workers)
     log.info("test-time study: %s", sweep.directory / "testtime" / "report.md")
 
 

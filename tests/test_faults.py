@@ -202,4 +202,4 @@ def test_the_test_time_study_reads_the_sweep_through_the_validating_reader(tmp_p
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "name": "t", "kind": "cartesian",
                                                         "points": [{"id": "../../etc", "grid": {}}]}))
     with pytest.raises(SweepFormatError, match="not a valid point id"):
-        run_study(tmp_path, cfg, parse(TaskConfig, raw["data"]["task"], "data.task."))
+        run_study(tmp_path, cfg, parse(TaskConfig, raw["data"]["task"], "data.task."), 1)

@@ -414,11 +414,10 @@ def test_small_real_study_end_to_end(tmp_path):
         assert (out / "figures" / f"{figure}.png").exists(), figure
 
 
-def test_models_studied_side_by_side_give_the_records_of_one_after_another(tmp_path, monkeypatch):
-    """On CPU the study runs one single-threaded process per core; each model's study is seeded on its own, so its
-    samples, verifier scores and curves are those of the same models studied one after another in one process."""
-    import os
-
+def test_models_studied_side_by_side_give_the_records_of_one_after_another(tmp_path):
+    """On CPU the study runs its models in single-threaded processes side by side (as many as the sweep's local
+    workers); each model's study is seeded on its own, so its samples, verifier scores and curves are those of the
+    same models studied one after another in one process."""
     from scaling import sweepdir
     from scaling.config import TaskConfig, parse
     from scaling.testtime import study
@@ -445,12 +444,11 @@ def test_models_studied_side_by_side_give_the_records_of_one_after_another(tmp_p
         return value.item() if isinstance(value, np.generic) else value
 
     records, samples = {}, {}
-    for cores in (2, 1):
-        monkeypatch.setattr(os, "cpu_count", lambda: cores)
-        out = tmp_path / f"cores{cores}"
+    for workers in (2, 1):
+        out = tmp_path / f"workers{workers}"
         out.mkdir()
-        records[cores] = without_timings(study.measured_all(runs, problems, pool, cfg, task, out, "cpu"))
-        samples[cores] = [(out / f"samples-{r.name}.jsonl").read_text() for r in runs]
+        records[workers] = without_timings(study.measured_all(runs, problems, pool, cfg, task, out, "cpu", workers))
+        samples[workers] = [(out / f"samples-{r.name}.jsonl").read_text() for r in runs]
     assert samples[2] == samples[1] and records[2] == records[1]
 
 

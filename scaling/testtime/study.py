@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -384,11 +383,12 @@ def problem_sets(cfg: TestTimeConfig, task: TaskConfig) -> tuple[list[Problem], 
 
 
 def measured_all(runs: list[Path], problems: list[Problem], pool: list[Problem], cfg: TestTimeConfig,
-                 task: TaskConfig, out_dir: Path, device: str) -> list[dict[str, Any]]:
-    """Every model's record, in the order of ``runs``. On CPU the models are studied side by side, one
-    single-threaded process per core as the sweep's points run (each model's study is seeded on its own, so the
-    records are those of one model after another); on a GPU, one after another."""
-    workers = min(len(runs), os.cpu_count() or 1) if device == "cpu" else 1
+                 task: TaskConfig, out_dir: Path, device: str, cpu_workers: int) -> list[dict[str, Any]]:
+    """Every model's record, in the order of ``runs``. On CPU up to ``cpu_workers`` models are studied side by
+    side, each in a single-threaded process as the sweep's points run (each model's study is seeded on its own, so
+    the records are those of one model after another); on a GPU, one after another."""
+    workers = min(len(runs), cpu_workers) if device == "cpu" else 1
+    log.info("test-time study: %d models on %s, %d at a time", len(runs), device, workers)
     if workers == 1:
         return [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -402,7 +402,8 @@ def _study_process() -> None:
     setup_logging()
 
 
-def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[str, Any]:
+def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig, cpu_workers: int) -> dict[str, Any]:
+    """The study of every finished model of the sweep; on CPU up to ``cpu_workers`` models side by side."""
     out_dir = sweep_dir / "testtime"
     out_dir.mkdir(parents=True, exist_ok=True)
     device = str(device_named(cfg.device, "testtime.device"))
@@ -412,7 +413,7 @@ def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig) -> dict[st
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
             if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
-    models = measured_all(runs, problems, pool, cfg, task, out_dir, device)
+    models = measured_all(runs, problems, pool, cfg, task, out_dir, device, cpu_workers)
     results = analysis.analyse(models, cfg, task)
     from scaling.testtime import report
 
