@@ -389,7 +389,7 @@ def measured_all(runs: list[Path], problems: list[Problem], pool: list[Problem],
     the records are those of one model after another); on a GPU, one after another."""
     workers = min(len(runs), cpu_workers) if device == "cpu" else 1
     log.info("test-time study: %d models on %s, %d at a time", len(runs), device, workers)
-    if workers == 1:
+    if workers <= 1:  # no finished model, one, or a GPU
         return [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_study_process) as executor:
