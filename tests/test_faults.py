@@ -203,3 +203,18 @@ def test_the_test_time_study_reads_the_sweep_through_the_validating_reader(tmp_p
                                                         "points": [{"id": "../../etc", "grid": {}}]}))
     with pytest.raises(SweepFormatError, match="not a valid point id"):
         run_study(tmp_path, cfg, parse(TaskConfig, raw["data"]["task"], "data.task."), 1)
+
+
+def test_a_test_time_study_whose_points_all_failed_says_so_instead_of_failing_in_its_figures(tmp_path, caplog):
+    """Every point failed (the sweep then names them and exits 1 after its steps): the study has no model and says
+    so in one line, where it used to end in a traceback from matplotlib drawing panels for no model."""
+    from scaling.config import TaskConfig, parse
+    from scaling.testtime.study import TestTimeConfig, run_study
+    from tests.conftest import compose_raw
+
+    raw = compose_raw(["experiment=testtime", "sweep.name=t"], config_name="sweep")
+    cfg = parse(TestTimeConfig, raw["testtime"], "testtime.")
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "name": "t", "kind": "cartesian",
+                                                        "points": [{"id": "a1b2c3d4e5f6", "grid": {}}]}))
+    assert run_study(tmp_path, cfg, parse(TaskConfig, raw["data"]["task"], "data.task."), 2) == {}
+    assert "no point of" in caplog.text and "nothing to study" in caplog.text

@@ -389,7 +389,7 @@ def measured_all(runs: list[Path], problems: list[Problem], pool: list[Problem],
     the records are those of one model after another); on a GPU, one after another."""
     workers = min(len(runs), cpu_workers) if device == "cpu" else 1
     log.info("test-time study: %d models on %s, %d at a time", len(runs), device, workers)
-    if workers <= 1:  # no finished model, one, or a GPU
+    if workers == 1:
         return [measured(r, problems, pool, cfg, task, out_dir, device) for r in runs]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_study_process) as executor:
@@ -403,7 +403,8 @@ def _study_process() -> None:
 
 
 def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig, cpu_workers: int) -> dict[str, Any]:
-    """The study of every finished model of the sweep; on CPU up to ``cpu_workers`` models side by side."""
+    """The study of every finished model of the sweep (on CPU up to ``cpu_workers`` models side by side); empty
+    when none finished."""
     out_dir = sweep_dir / "testtime"
     out_dir.mkdir(parents=True, exist_ok=True)
     device = str(device_named(cfg.device, "testtime.device"))
@@ -413,6 +414,9 @@ def run_study(sweep_dir: Path, cfg: TestTimeConfig, task: TaskConfig, cpu_worker
     # The sweep's one reader validates the manifest's run ids before any path is built from them.
     runs = [sweepdir.run_dir(sweep_dir, p["id"]) for p in sweepdir.read_manifest(sweep_dir)["points"]
             if sweepdir.point_status(sweepdir.run_dir(sweep_dir, p["id"]))[0] == "finished"]
+    if not runs:  # every point failed: the sweep says which and exits 1; there is nothing to study
+        log.warning("test-time study: no point of %s finished; nothing to study", sweep_dir)
+        return {}
     models = measured_all(runs, problems, pool, cfg, task, out_dir, device, cpu_workers)
     results = analysis.analyse(models, cfg, task)
     from scaling.testtime import report
