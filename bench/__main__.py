@@ -17,12 +17,19 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def cpu_model() -> str:
+    """The CPU's name with its family, model and stepping: a VM's name ("AMD EPYC") does not tell one generation
+    from another, and the figures depend on it."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown CPU"
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                "unknown CPU")
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():  # the first processor's block
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "unknown CPU")
+    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if fields.get(k)]
+    return f"{name} ({', '.join(ids)})" if ids else name
 
 
 def markdown(results: dict) -> str:
