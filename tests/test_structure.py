@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 # The README's module map, in data-flow order; a module may import from its own stage or earlier ones.
 STAGES = [
-    "config flops errors io summary",
+    "config flops errors io logs summary",
     "grid sweepdir",
     "data corpus model optim hardware precision checkpoint distributed tracking export trainer",
     "launch probe",
