@@ -253,7 +253,7 @@ def sweep_main(cfg: DictConfig) -> None:
             return
         cpu_workers = (workers_and_slots(launcher, [], os.cpu_count() or 1)[0] if launcher.kind == "local"
                        else os.cpu_count() or 1)
-        run_sweep(Sweep(sweep, sweep_dir, testtime, task, cpu_workers), grid.kind, points, launcher)
+        run_sweep(Sweep(sweep, sweep_dir, cpu_workers, testtime, task), grid.kind, points, launcher)
 
     run_guarded(body)
 

@@ -53,12 +53,12 @@ class Sweep:
 
     config: SweepConfig
     directory: Path
+    cpu_workers: int
+    """Single-threaded processes the steps may run side by side on CPU: the local launcher's workers (one per core
+    unless ``launcher.workers`` says otherwise), so a sweep held to fewer cores stays there after its runs."""
     testtime: Any = None
     """The test-time study's config (scaling.testtime.study.TestTimeConfig), when the sweep has one."""
     task: TaskConfig | None = None
-    cpu_workers: int = 1
-    """Single-threaded processes the steps may run side by side on CPU: the local launcher's workers (one per core
-    unless ``launcher.workers`` says otherwise), so a sweep held to fewer cores stays there after its runs."""
 
 
 def tables(sweep: Sweep) -> None:
