@@ -132,7 +132,6 @@ def test_the_hand_written_backwards_give_autograds_gradients(tmp_path, monkeypat
         assert torch.allclose(grad, autograd_grads[name], **tolerance), name
 
 
-
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16])
 def test_small_activations_take_autograds_backward_and_no_number_changes(tmp_path, monkeypatch, dtype):
     """Below HAND_WRITTEN_MIN_ELEMENTS the rotation and SwiGLU are differentiated by autograd (cheaper there than an
@@ -165,6 +164,7 @@ def test_small_activations_take_autograds_backward_and_no_number_changes(tmp_pat
     assert sorted(calls) == sorted(["_RotaryQKV"] * layers + ["_SwiGLU"] * layers)
     assert torch.equal(small_loss, hand_loss)
     assert all(torch.equal(a, b) for a, b in zip(small_grads, hand_grads))
+
 
 def test_rms_norm_of_bf16_activations_is_computed_in_fp32_and_returned_in_bf16():
     """Under FSDP2's bf16 parameters the residual stream itself is bf16: the statistic stays fp32, as
