@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import torch
 
@@ -24,9 +25,11 @@ from scaling.hardware import keep_freed_memory
 
 SHAPES_AND_BATCHES = [((2, 2, width), 4, 128) for width in (16, 32, 64)] + [(s, BATCH, SEQ) for s in SHAPES]
 SECONDS_PER_SHAPE = 30.0  # each side's share of the repeats, roughly
+Step = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-def _with_threshold(step, min_elements: float):
+def _with_threshold(step: Step, min_elements: float) -> Step:
+    """``step`` with the model's size switch set to ``min_elements`` (0: always hand-written; inf: never)."""
     def run(x: torch.Tensor, y: torch.Tensor) -> None:
         model_module.HAND_WRITTEN_MIN_ELEMENTS = min_elements
         step(x, y)
