@@ -65,20 +65,6 @@ def markdown(results: dict) -> str:
                   "| shape (L,H,d) | bf16 step / fp32 step speed | auto chooses |", "|---|---|---|"]
         lines += [f"| {r['shape']} | {r['bf16_speedup']:.2f}x | {r['choice']} |" for r in results["precision_auto"]]
         lines.append("")
-    if "hand_written" in results:
-        lines += ["## Hand-written backward passes vs autograd's (llama, fp32, one thread, interleaved in a process "
-                  "of its own that keeps freed memory, as training does)", "",
-                  "The rotation's and SwiGLU's backward written by hand against autograd's backward of the plain ops "
-                  "(bit-identical results); `scaling.model.HAND_WRITTEN_MIN_ELEMENTS` "
-                  "picks one by the size of the fused projection.", "",
-                  "| shape (L,H,d) | tokens | q/k/v elements | gate/up elements | autograd's step speed / hand-written "
-                  "(quartiles) | the default takes (rotation / SwiGLU) |", "|---|---|---|---|---|---|"]
-        for r in results["hand_written"]:
-            q1, _, q3 = r["pair_ratio_quartiles"]
-            lines.append(f"| {r['shape']} | {r['tokens']} | {r['qkv_elements']:,} | {r['gate_up_elements']:,} | "
-                         f"{r['speedup']:.3f}x ({q1:.3f}-{q3:.3f}) | {r['default_rotation']} / "
-                         f"{r['default_swiglu']} |")
-        lines.append("")
     if "data_path" in results:
         d = results["data_path"]
         lines += ["## Data path (default train config)", "",
@@ -231,8 +217,7 @@ def _law_forms() -> dict:
     return {"law_forms": law_forms.compare()}
 
 
-SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "hand_written": _run_of("hand_written"),
-            "data_path": _run_of("data_path"),
+SECTIONS = {"throughput": _throughput, "precision_auto": _precision_auto, "data_path": _run_of("data_path"),
             "sweep_layout": _run_of("sweep_layout"),
             "point_start": _run_of("point_start", "sweep_layout", "point_start"),
             "branched": _run_of("branched"), "mup": _run_of("mup"), "tokenize": _run_of("tokenize"),

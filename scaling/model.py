@@ -3,9 +3,9 @@
 Two variants share one module: ``llama`` (RMSNorm, SwiGLU, rotary positions, no biases) and ``gpt2`` (LayerNorm,
 GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
 ``scaled_dot_product_attention``, on CPU in query blocks that skip most of the causal mask, rotary positions as one
-complex product over q and k together, and backward passes written by hand for RMSNorm and, on large activations,
-the rotation and SwiGLU, so each writes its gradient once instead of assembling it from pieces) and is exported to
-``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
+complex product over q and k together, and backward passes written by hand for the rotation, SwiGLU and RMSNorm, so
+each writes its gradient once instead of assembling it from pieces) and is exported to ``LlamaForCausalLM`` /
+``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
 
 Initialisation (seeded by the caller): every weight matrix and embedding ~ N(0, init_std²); the two residual
 projections of each block (attention output, MLP down) ~ N(0, (init_std / sqrt(2·num_layers))²) so the residual
@@ -74,23 +74,9 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 def rotary_qkv(qkv: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q and k of a fused (batch, seq, 3, heads, head_dim) projection rotated by ``freqs`` (from qk_frequencies), and
     v, each as (batch, heads, seq, head_dim) for scaled_dot_product_attention."""
-    if autograd_suffices(qkv):
+    if torch.compiler.is_compiling():  # inductor fuses the rotation and autograd's backward of it
         return _split_rotated(qkv, freqs)
     return _RotaryQKV.apply(qkv, freqs)
-
-
-# Activations below this many elements take autograd's backward of the plain ops instead of the hand-written one (the
-# rotation and SwiGLU; the two give bit-identical results): on CPU the autograd.Function's own Python costs more there
-# than the passes it saves. The whole step with autograd's, measured against the hand-written: 1.02-1.03x at the
-# default study's shapes (2 layers, widths 16-64, 4x128 tokens; projections of 25K-180K elements), level at 0.4M-0.7M,
-# 1.00x and 0.98x at 1.4M and 4.2M (`python -m bench --only hand_written`, bench/results/2026-12-07-cpu.md).
-HAND_WRITTEN_MIN_ELEMENTS = 1 << 19
-
-
-def autograd_suffices(x: torch.Tensor) -> bool:
-    """Whether autograd's backward of the plain ops serves ``x``: under torch.compile (inductor fuses them and their
-    backward) or when ``x`` is small enough that a hand-written backward does not pay."""
-    return torch.compiler.is_compiling() or x.numel() < HAND_WRITTEN_MIN_ELEMENTS
 
 
 def _split_rotated(qkv: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -182,7 +168,7 @@ class MLP(nn.Module):
         h = self.up(x)
         if not self.swiglu:
             return self.down(F.gelu(h))
-        if autograd_suffices(h):
+        if torch.compiler.is_compiling():  # inductor fuses autograd's backward
             gate, up = h.chunk(2, dim=-1)
             return self.down(F.silu(gate) * up)
         return self.down(_SwiGLU.apply(h))

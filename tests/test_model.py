@@ -107,7 +107,6 @@ def test_the_hand_written_backwards_give_autograds_gradients(tmp_path, monkeypat
     uses plain ops that autograd differentiates. Both give one model the same loss and gradients."""
     cfg, _ = make_config(tmp_path)
     assert cfg.model.arch == "llama"
-    monkeypatch.setattr(model_module, "HAND_WRITTEN_MIN_ELEMENTS", 0)  # the test model's activations are small
     torch.manual_seed(0)
     net = GPT(cfg.model)
     with torch.no_grad():  # non-trivial norm gains
@@ -130,40 +129,6 @@ def test_the_hand_written_backwards_give_autograds_gradients(tmp_path, monkeypat
     assert torch.allclose(loss, autograd_loss, **tolerance)
     for name, grad in grads.items():
         assert torch.allclose(grad, autograd_grads[name], **tolerance), name
-
-
-@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
-def test_small_activations_take_autograds_backward_and_no_number_changes(tmp_path, monkeypatch, dtype):
-    """Below HAND_WRITTEN_MIN_ELEMENTS the rotation and SwiGLU are differentiated by autograd (cheaper there than an
-    autograd.Function's Python); the two ways are bit-identical, so the size switch never changes a run."""
-    cfg, _ = make_config(tmp_path)
-    torch.manual_seed(0)
-    net = GPT(cfg.model)
-    batch = torch.randint(0, cfg.model.vocab_size, (4, cfg.model.seq_len + 1))
-    calls = []
-
-    def recording(function):
-        apply = function.apply
-        return lambda *args: calls.append(function.__name__) or apply(*args)
-
-    for function in (model_module._RotaryQKV, model_module._SwiGLU):
-        monkeypatch.setattr(function, "apply", recording(function))
-
-    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
-        net.zero_grad()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            loss = net(batch[:, :-1], batch[:, 1:])
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in net.parameters()]
-
-    small_loss, small_grads = loss_and_grads()
-    assert calls == []
-    monkeypatch.setattr(model_module, "HAND_WRITTEN_MIN_ELEMENTS", 0)
-    hand_loss, hand_grads = loss_and_grads()
-    layers = cfg.model.num_layers
-    assert sorted(calls) == sorted(["_RotaryQKV"] * layers + ["_SwiGLU"] * layers)
-    assert torch.equal(small_loss, hand_loss)
-    assert all(torch.equal(a, b) for a, b in zip(small_grads, hand_grads))
 
 
 def test_rms_norm_of_bf16_activations_is_computed_in_fp32_and_returned_in_bf16():
