@@ -164,9 +164,12 @@ class GridConfig:
             raise ConfigError("grid", "budgets must be positive", "remove zero or negative budgets")
         if not self.seeds:
             raise ConfigError("grid.seeds", "no seeds", "e.g. grid.seeds=[0]")
-        if self.sizes_per_budget is not None and (self.kind != "isoflop" or self.sizes_per_budget < 3):
-            raise ConfigError("grid.sizes_per_budget", f"{self.sizes_per_budget} on a {self.kind} grid",
-                              "use it on an isoflop grid with at least 3 (null: every size at every budget)")
+        if self.sizes_per_budget is not None and self.kind != "isoflop":
+            raise ConfigError("grid.sizes_per_budget", f"set on a {self.kind} grid; it picks the sizes of an "
+                              "IsoFLOP profile", "set grid.sizes_per_budget=null, or use grid.kind=isoflop")
+        if self.sizes_per_budget is not None and self.sizes_per_budget < 3:
+            raise ConfigError("grid.sizes_per_budget", f"{self.sizes_per_budget} sizes cannot make a profile with "
+                              "a minimum inside it", "use 3 or more, or null for every size at every budget")
         if self.center_tokens_per_param <= 0:
             raise ConfigError("grid.center_tokens_per_param", f"{self.center_tokens_per_param} is not positive",
                               "e.g. 20 (Hoffmann et al.'s ratio) or the ratio a pilot sweep found")

@@ -89,9 +89,11 @@ def test_isoflop_windows_centre_each_budget_on_the_target_ratio():
         assert nearest in ratios
 
 
-def test_sizes_per_budget_needs_an_isoflop_grid():
-    with pytest.raises(ConfigError, match="grid.sizes_per_budget"):
+def test_sizes_per_budget_needs_an_isoflop_grid_and_three_sizes_each_with_its_own_fix():
+    with pytest.raises(ConfigError, match="grid.sizes_per_budget.*set on a .* grid.*grid.kind=isoflop"):
         grid_and_base(["grid=tiny", "grid.sizes_per_budget=3"])
+    with pytest.raises(ConfigError, match="sizes_per_budget.*0 sizes cannot make a profile.*use 3 or more, or null"):
+        grid_and_base(["grid.sizes_per_budget=0"])
 
 
 def test_shapes_from_target_parameter_counts():
