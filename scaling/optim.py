@@ -33,6 +33,23 @@ def build_optimizer(model: GPT, cfg: OptimConfig, device: torch.device, fused: b
                              fused=fused and device.type in ("cuda", "cpu"))
 
 
+def schedule_cut_short(cfg: OptimConfig, num_steps: int) -> str | None:
+    """Why a run of ``num_steps`` steps cannot follow ``cfg``'s schedule, or None. lr_at cuts a warmup longer than
+    the run to end on its last step; a cosine warmup that ends there leaves no step to decay; a wsd warmup that runs
+    past the decay's start jumps from the ramp onto the decay."""
+    last = num_steps - 1
+    if cfg.warmup_steps > last:
+        return (f"optim.warmup_steps={cfg.warmup_steps} does not fit the run's {num_steps} steps: the warmup is cut "
+                f"to {last} steps" + ("" if cfg.schedule == "constant" else " and the rate never decays"))
+    if cfg.schedule == "cosine" and 0 < cfg.warmup_steps == last:
+        return (f"optim.warmup_steps={cfg.warmup_steps} leaves none of the run's {num_steps} steps to the cosine "
+                "decay: the rate ends at its peak")
+    if cfg.schedule == "wsd" and cfg.warmup_steps > cfg.decay_start(num_steps):
+        return (f"optim.warmup_steps={cfg.warmup_steps} runs past step {cfg.decay_start(num_steps)}, where the wsd "
+                f"decay of this {num_steps}-step run starts: the rate jumps from the ramp onto the decay")
+    return None
+
+
 def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based) of a run of ``num_steps`` steps.
 

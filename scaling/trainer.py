@@ -39,7 +39,7 @@ from scaling.hardware import (autocast, autocast_dtype, configure_tf32, keep_fre
                               resolve_device, resolve_threads)
 from scaling.io import atomic_write_json, atomic_write_text
 from scaling.model import GPT
-from scaling.optim import build_optimizer, lr_at
+from scaling.optim import build_optimizer, lr_at, schedule_cut_short
 from scaling.summary import SUMMARY_FORMAT, read_summary
 from scaling.sweepdir import branch_point, frozen_yaml
 from scaling.tracking import MetricsLog, WandbMirror
@@ -311,6 +311,8 @@ def _train_ranks(cfg: TrainConfig, rid: str, run_dir: Path, resolved_yaml: str, 
     log.info("run %s: %d steps of %d tokens (%d x %d x %d), %s params non-embedding, device %s, %s",
              rid, num_steps, tokens_per_step, accum, mb, cfg.model.seq_len, f"{params.non_embedding:,}", device,
              cfg.precision.dtype)
+    if (cut_short := schedule_cut_short(cfg.optim, num_steps)) is not None:
+        log.warning("!!! %s (fix: lower optim.warmup_steps or raise budget.tokens) !!!", cut_short)
     if ranks.world > 1:
         log.info("%d ranks (%s), %d micro-batches each per step", ranks.world, cfg.run.parallel, len(mine))
     progress = _progress_bar(cfg.run.progress and ranks.main, num_steps, step)

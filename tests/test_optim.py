@@ -9,7 +9,7 @@ import torch
 
 from scaling.config import ModelConfig, OptimConfig
 from scaling.model import GPT
-from scaling.optim import build_optimizer, lr_at
+from scaling.optim import build_optimizer, lr_at, schedule_cut_short
 
 BASE = OptimConfig(lr=1.0, min_lr_ratio=0.1, schedule="cosine", warmup_steps=10, decay_fraction=0.2,
                    decay_shape="linear", weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0)
@@ -25,6 +25,22 @@ def test_wsd_is_flat_then_decays_over_the_last_fraction():
     cfg = dataclasses.replace(BASE, schedule="wsd")
     lrs = [lr_at(s, 100, cfg) for s in range(100)]
     assert lrs[10:80] == [1.0] * 70 and lrs[-1] == pytest.approx(0.1) and lrs[85] < 1.0
+
+
+def test_a_warmup_the_run_cannot_hold_is_named_and_a_fitting_one_is_not():
+    """lr_at cuts a warmup longer than the run: the cosine then peaks on the last step and never decays, which no
+    run of the configured schedule does."""
+    assert schedule_cut_short(BASE, 100) is None
+    assert schedule_cut_short(dataclasses.replace(BASE, warmup_steps=0), 1) is None
+    lrs = [lr_at(s, 8, dataclasses.replace(BASE, warmup_steps=1000)) for s in range(8)]
+    assert lrs[-1] == max(lrs) == 1.0  # what the warning is about
+    cut = schedule_cut_short(dataclasses.replace(BASE, warmup_steps=1000), 8)
+    assert "optim.warmup_steps=1000" in cut and "cut to 7 steps" in cut and "never decays" in cut
+    assert "never decays" not in schedule_cut_short(dataclasses.replace(BASE, warmup_steps=8, schedule="constant"), 8)
+    assert "ends at its peak" in schedule_cut_short(dataclasses.replace(BASE, warmup_steps=7), 8)
+    wsd = dataclasses.replace(BASE, schedule="wsd")  # 100 steps: the decay starts at step 80
+    assert schedule_cut_short(dataclasses.replace(wsd, warmup_steps=80), 100) is None
+    assert "step 80" in schedule_cut_short(dataclasses.replace(wsd, warmup_steps=81), 100)
 
 
 def test_constant_and_decay_groups():

@@ -184,6 +184,15 @@ def test_divergence_stops_the_run_and_marks_it(tmp_path):
     assert (run_dir / "metrics.jsonl").exists() and not (run_dir / "hf").exists()
 
 
+def test_a_warmup_longer_than_the_run_is_a_warning_naming_the_field_in_the_console_and_train_log(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="scaling.trainer"):
+        cfg, run_dir = _train(tmp_path, ["budget.tokens=8192", "optim.warmup_steps=50"])
+    assert cfg.num_steps == 4
+    for text in (caplog.text, (run_dir / "train.log").read_text()):
+        assert "optim.warmup_steps=50 does not fit the run's 4 steps" in text
+        assert "fix: lower optim.warmup_steps" in text
+
+
 def test_the_training_loop_reads_device_values_only_when_it_logs(tmp_path, monkeypatch):
     """Reading a loss or a gradient norm waits for the device; the loop does it once per log interval, not per
     step (30 steps, logs every 5: at most 2 values per log, none per step)."""
