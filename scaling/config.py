@@ -72,6 +72,11 @@ class ModelConfig:
             _require(self.head_dim % 2 == 0, "model.num_heads",
                      f"RoPE needs an even head dimension, got d_model/num_heads={self.head_dim}",
                      "choose num_heads so that d_model/num_heads is even")
+            # θ_j = rope_theta^(-2j/head_dim) falls from 1 only for a base above 1; 0 gives infinite angles (NaN).
+            _require(self.rope_theta > 1, "model.rope_theta", f"the RoPE base must be above 1, got {self.rope_theta}",
+                     "e.g. 10000.0 (Llama 2) or 500000.0 (Llama 3)")
+        _require(self.norm_eps >= 0, "model.norm_eps", f"negative: {self.norm_eps} (a NaN wherever mean(x²) < "
+                 f"{-self.norm_eps:g})", "e.g. 1e-5")
         _require(self.d_ff is None or self.d_ff > 0, "model.d_ff", f"must be positive, got {self.d_ff}",
                  "set a positive integer or null to use ffn_ratio")
         _require(self.ffn_ratio > 0, "model.ffn_ratio", f"must be positive, got {self.ffn_ratio}", "e.g. 4.0")

@@ -51,6 +51,8 @@ def test_every_group_option_composes_and_validates(group, option):
     (["data.val_fraction=0.9"], "data.val_fraction", "fix"),
     (["data.tokenizer.vocab_size=100"], "data.tokenizer.vocab_size", "BPE"),
     (["model.tie_embeddings=maybe"], "model.tie_embeddings", "true/false"),
+    (["model.rope_theta=0"], "model.rope_theta", "above 1"),
+    (["model.norm_eps=-1"], "model.norm_eps", "negative"),
 ])
 def test_bad_config_is_one_clear_line(overrides, field, words):
     with pytest.raises(ConfigError) as err:
