@@ -164,6 +164,9 @@ class GridConfig:
             raise ConfigError("grid", "budgets must be positive", "remove zero or negative budgets")
         if not self.seeds:
             raise ConfigError("grid.seeds", "no seeds", "e.g. grid.seeds=[0]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("grid.seeds", f"{list(self.seeds)} lists a seed twice: both would be one run",
+                              "list each seed once")
         if self.sizes_per_budget is not None and self.kind != "isoflop":
             raise ConfigError("grid.sizes_per_budget", f"set on a {self.kind} grid; it picks the sizes of an "
                               "IsoFLOP profile", "set grid.sizes_per_budget=null, or use grid.kind=isoflop")

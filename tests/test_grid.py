@@ -89,6 +89,11 @@ def test_isoflop_windows_centre_each_budget_on_the_target_ratio():
         assert nearest in ratios
 
 
+def test_a_seed_listed_twice_is_named():
+    with pytest.raises(ConfigError, match=r"grid.seeds: \[0, 1, 0\] lists a seed twice.*fix: list each seed once"):
+        grid_and_base(["grid.seeds=[0,1,0]"])
+
+
 def test_sizes_per_budget_needs_an_isoflop_grid_and_three_sizes_each_with_its_own_fix():
     with pytest.raises(ConfigError, match="grid.sizes_per_budget.*set on a .* grid.*grid.kind=isoflop"):
         grid_and_base(["grid=tiny", "grid.sizes_per_budget=3"])
