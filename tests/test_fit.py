@@ -13,6 +13,7 @@ import pytest
 
 from scaling.fit.approach2 import fit_approach2
 from scaling.fit.approach3 import FORMS, Approach3Fit, fit_approach3, init_grid, reducible
+from scaling.fit.table import FitInputError, from_file
 from tests.conftest import ROOT
 
 DATA = Path(__file__).parent / "data"
@@ -150,6 +151,14 @@ def test_cli_bad_tables_are_one_line_errors(tmp_path, columns, args, words):
     result = run_fit(str(table), "--out", str(tmp_path / "out"), *args)
     assert result.returncode == 2
     assert words in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name,text", [("empty.csv", ""), ("quote.csv", 'N,D,loss\n1,2\n"open\n'),
+                                       ("cut.jsonl", '{"N": ')])
+def test_an_unreadable_table_is_named_with_its_format_and_the_fix(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(FitInputError, match=rf"{name}: not a readable (CSV|JSON lines) table: .*\(fix: a "):
+        from_file(tmp_path / name)
 
 
 def test_analysis_side_imports_no_torch():

@@ -71,10 +71,12 @@ def _curves_of(points: pd.DataFrame) -> pd.DataFrame | None:
 def from_file(path: Path, n_col: str = "N", d_col: str = "D", c_col: str = "C", loss_col: str = "loss",
               run_col: str = "run_id") -> FitTable:
     path = Path(path)
-    if path.suffix.lower() in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
-    else:
-        df = pd.read_csv(path)
+    kind = {".jsonl": "JSON lines", ".json": "JSON"}.get(path.suffix.lower(), "CSV")
+    try:
+        df = pd.read_csv(path) if kind == "CSV" else pd.read_json(path, lines=kind == "JSON lines")
+    except ValueError as e:  # pandas' parser errors, empty files and undecodable bytes are all ValueErrors
+        raise FitInputError(f"{path}: not a readable {kind} table: {e} (fix: a {kind} table with the columns "
+                            f"{n_col}, {d_col} (or {c_col}) and {loss_col}, one row per run or evaluation)") from None
     found = ", ".join(map(str, df.columns))
     for flag, col in (("--n-col", n_col), ("--loss-col", loss_col)):
         if col not in df.columns:
