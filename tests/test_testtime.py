@@ -43,6 +43,30 @@ def test_a_lucky_answer_is_answer_correct_but_not_process_correct():
         generate(1, 1, 2, 37, 0)
 
 
+@pytest.mark.parametrize("override,field,words", [
+    ("testtime.temperature=0", "testtime.temperature", "needs a positive temperature"),
+    ("testtime.temperature=-1", "testtime.temperature", "needs a positive temperature"),
+    ("testtime.subsets=0", "testtime.subsets", "below 1"),
+    ("testtime.samples_per_problem=0", "testtime.samples_per_problem", "below 1"),
+    ("testtime.budgets=[0,2]", "testtime.budgets", "1 or more"),
+    ("testtime.budgets=[64]", "testtime.budgets", "exceeds samples_per_problem"),
+    ("testtime.search.budgets=[3]", "testtime.search.budgets", "perfect square"),
+    ("testtime.revisions.budgets=[3]", "testtime.revisions.budgets", "non-power of two"),
+    ("testtime.verifier.perturbed=2", "testtime.verifier.perturbed", "not in [0, 1]"),
+])
+def test_a_bad_test_time_setting_is_named_before_any_model_trains(override, field, words):
+    """Caught when the sweep's config is read; a temperature of 0 used to surface after the policies had trained,
+    as a ValueError from sampling, and a subset count of 0 averaged over no subsets."""
+    from scaling.config import ConfigError, parse
+    from scaling.testtime.study import TestTimeConfig
+    from tests.conftest import compose_raw
+
+    raw = compose_raw(["experiment=testtime", "sweep.name=t", override], config_name="sweep")
+    with pytest.raises(ConfigError) as err:
+        parse(TestTimeConfig, raw["testtime"], "testtime.")
+    assert err.value.field_path == field and words in str(err.value) and "fix:" in str(err.value)
+
+
 def test_pass_at_k_matches_the_closed_form():
     for n, c, k in [(10, 3, 1), (10, 3, 5), (32, 0, 4), (32, 31, 2), (16, 16, 8)]:
         assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))

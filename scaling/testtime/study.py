@@ -117,6 +117,16 @@ class TestTimeConfig:
     seed: int
 
     def __post_init__(self) -> None:
+        for name in ("samples_per_problem", "bin_samples", "subsets"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"testtime.{name}", f"{getattr(self, name)} is below 1", "use 1 or more")
+        if not self.budgets or min(self.budgets) < 1:
+            raise ConfigError("testtime.budgets", f"{self.budgets}: every budget k is a number of samples, 1 or more",
+                              "e.g. [1, 2, 4, 8]")
+        # Greedy decoding (0) gives one sample per problem; below 0 there is no distribution to sample.
+        if not self.temperature > 0:
+            raise ConfigError("testtime.temperature", f"{self.temperature}: the study draws several samples per "
+                              "problem, which needs a positive temperature", "e.g. 0.8")
         if not 0 <= self.verifier.perturbed <= 1:
             raise ConfigError("testtime.verifier.perturbed", f"{self.verifier.perturbed} is not in [0, 1]",
                               "use a fraction such as 0.25, or 0 for the policy's own samples only")
