@@ -33,6 +33,23 @@ def _require(ok: bool, field_path: str, problem: str, fix: str) -> None:
         raise ConfigError(field_path, problem, fix)
 
 
+def check_at_least(owner: object, prefix: str, minimum: int, *names: str) -> None:
+    """Each named count of ``owner`` is ``minimum`` or more; ``prefix`` makes the field's full name."""
+    for name in names:
+        value = getattr(owner, name)
+        _require(value >= minimum, f"{prefix}{name}", f"{value} is below {minimum}", f"use {minimum} or more")
+
+
+def check_lr(lr: float, field: str) -> None:
+    _require(lr > 0, field, f"learning rate must be positive, got {lr}", f"e.g. {field}=3e-3")
+
+
+def check_device(name: str, field: str) -> None:
+    """A device setting is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``: anything else is named before torch sees it."""
+    _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None, field, f"unknown device {name!r}",
+             "use auto, cpu, cuda or cuda:N")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     arch: Literal["llama", "gpt2"]
@@ -219,7 +236,7 @@ class OptimConfig:
     """Max global gradient norm; 0 disables clipping."""
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, "optim.lr", f"learning rate must be positive, got {self.lr}", "e.g. optim.lr=3e-3")
+        check_lr(self.lr, "optim.lr")
         _require(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"{self.min_lr_ratio} not in [0, 1]", "e.g. 0.1")
         _require(self.warmup_steps >= 0, "optim.warmup_steps", f"negative: {self.warmup_steps}", "use 0 or more")
         _require(0 < self.decay_fraction <= 1, "optim.decay_fraction", f"{self.decay_fraction} not in (0, 1]",
@@ -340,8 +357,7 @@ class RunConfig:
     (NaN/inf always stops it); null: only NaN/inf."""
 
     def __post_init__(self) -> None:
-        _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "run.device",
-                 f"unknown device {self.device!r}", "use auto, cpu, cuda or cuda:N")
+        check_device(self.device, "run.device")
         _require(self.num_threads is None or self.num_threads > 0, "run.num_threads", "must be positive",
                  "use null or a positive integer")
         _require(self.log_interval_steps > 0, "run.log_interval_steps", "must be positive", "e.g. 10")

@@ -53,10 +53,19 @@ def test_a_lucky_answer_is_answer_correct_but_not_process_correct():
     ("testtime.search.budgets=[3]", "testtime.search.budgets", "perfect square"),
     ("testtime.revisions.budgets=[3]", "testtime.revisions.budgets", "non-power of two"),
     ("testtime.verifier.perturbed=2", "testtime.verifier.perturbed", "not in [0, 1]"),
+    ("testtime.verifier.steps=0", "testtime.verifier.steps", "below 1"),
+    ("testtime.verifier.lr=-1", "testtime.verifier.lr", "must be positive"),
+    ("testtime.verifier.added_layers=-1", "testtime.verifier.added_layers", "below 0"),
+    ("testtime.search.lookahead=[0]", "testtime.search.lookahead", "depth below 1"),
+    ("testtime.revisions.steps=0", "testtime.revisions.steps", "below 1"),
+    ("testtime.revisions.lr=0", "testtime.revisions.lr", "must be positive"),
+    ("testtime.device=foo", "testtime.device", "unknown device"),
+    ("testtime.exchange_ratios=[-1]", "testtime.exchange_ratios", "0 or below"),
 ])
 def test_a_bad_test_time_setting_is_named_before_any_model_trains(override, field, words):
     """Caught when the sweep's config is read; a temperature of 0 used to surface after the policies had trained,
-    as a ValueError from sampling, and a subset count of 0 averaged over no subsets."""
+    as a ValueError from sampling, a device 'foo' as torch's RuntimeError, and a subset count of 0 averaged over
+    no subsets."""
     from scaling.config import ConfigError, parse
     from scaling.testtime.study import TestTimeConfig
     from tests.conftest import compose_raw

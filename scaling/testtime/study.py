@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from scaling import sweepdir
-from scaling.config import ConfigError, ModelConfig, TaskConfig, load_train_config
+from scaling.config import (ConfigError, ModelConfig, TaskConfig, check_at_least, check_device, check_lr,
+                            load_train_config)
 from scaling.flops import count_params, matmul_params
 from scaling.hardware import device_named
 from scaling.io import atomic_write_json, atomic_write_text, read_json
@@ -75,6 +76,11 @@ class VerifierConfig:
     """The fraction of the verifiers' training samples that also get a perturbed twin: a wrong residue at a random
     blank, continued by the policy (a strong policy's own samples hold few errors to learn from)."""
 
+    def __post_init__(self) -> None:
+        check_at_least(self, "testtime.verifier.", 1, "steps", "train_problems", "samples_per_problem")
+        check_at_least(self, "testtime.verifier.", 0, "added_layers")
+        check_lr(self.lr, "testtime.verifier.lr")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
@@ -83,6 +89,11 @@ class SearchConfig:
     lookahead: list[int]
     """Lookahead depths k (greedy rollouts; Snell et al. use k = 1, 3)."""
     dvts: bool
+
+    def __post_init__(self) -> None:
+        if any(k < 1 for k in self.lookahead):
+            raise ConfigError("testtime.search.lookahead", f"{self.lookahead} holds a depth below 1 (depth 0 is beam "
+                              "search, which the study runs anyway)", "use depths of 1 or more, e.g. [1, 3]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +105,10 @@ class RevisionConfig:
     steps: int
     lr: float
     batch_size: int
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "testtime.revisions.", 1, "context_attempts", "steps", "batch_size")
+        check_lr(self.lr, "testtime.revisions.lr")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,9 +132,11 @@ class TestTimeConfig:
     seed: int
 
     def __post_init__(self) -> None:
-        for name in ("samples_per_problem", "bin_samples", "subsets"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"testtime.{name}", f"{getattr(self, name)} is below 1", "use 1 or more")
+        check_at_least(self, "testtime.", 1, "samples_per_problem", "bin_samples", "subsets")
+        check_device(self.device, "testtime.device")
+        if any(r <= 0 for r in self.exchange_ratios):
+            raise ConfigError("testtime.exchange_ratios", f"{self.exchange_ratios} holds a ratio of 0 or below",
+                              "use positive ratios of inference to pretraining tokens, e.g. [0.16, 0.79, 22]")
         if not self.budgets or min(self.budgets) < 1:
             raise ConfigError("testtime.budgets", f"{self.budgets}: every budget k is a number of samples, 1 or more",
                               "e.g. [1, 2, 4, 8]")
