@@ -358,6 +358,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device, "run.device")
+        _require(self.cpu_peak_flops_per_s is None or self.cpu_peak_flops_per_s > 0, "run.cpu_peak_flops_per_s",
+                 f"must be positive, got {self.cpu_peak_flops_per_s} (it divides every MFU)",
+                 "null to measure the peak at start-up, or the CPU's FLOP/s, e.g. 1e11")
         _require(self.num_threads is None or self.num_threads > 0, "run.num_threads", "must be positive",
                  "use null or a positive integer")
         _require(self.log_interval_steps > 0, "run.log_interval_steps", "must be positive", "e.g. 10")

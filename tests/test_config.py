@@ -53,6 +53,7 @@ def test_every_group_option_composes_and_validates(group, option):
     (["model.tie_embeddings=maybe"], "model.tie_embeddings", "true/false"),
     (["model.rope_theta=0"], "model.rope_theta", "above 1"),
     (["model.norm_eps=-1"], "model.norm_eps", "negative"),
+    (["run.cpu_peak_flops_per_s=-1"], "run.cpu_peak_flops_per_s", "must be positive"),
 ])
 def test_bad_config_is_one_clear_line(overrides, field, words):
     with pytest.raises(ConfigError) as err:
