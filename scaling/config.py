@@ -33,11 +33,9 @@ def _require(ok: bool, field_path: str, problem: str, fix: str) -> None:
         raise ConfigError(field_path, problem, fix)
 
 
-def check_at_least(owner: object, prefix: str, minimum: int, *names: str) -> None:
-    """Each named count of ``owner`` is ``minimum`` or more; ``prefix`` makes the field's full name."""
-    for name in names:
-        value = getattr(owner, name)
-        _require(value >= minimum, f"{prefix}{name}", f"{value} is below {minimum}", f"use {minimum} or more")
+def check_at_least(field: str, value: float | None, low: float, fix: str) -> None:
+    """``value`` is ``low`` or more (None: not set, which the field's own type allows or refuses)."""
+    _require(value is None or value >= low, field, f"{value} is below {low:g}", fix)
 
 
 def check_lr(lr: float, field: str) -> None:

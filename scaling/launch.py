@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from scaling.config import ConfigError
+from scaling.config import ConfigError, check_at_least
 from scaling.errors import EXIT_BUSY, EXIT_INTERRUPTED, UserError
 from scaling.grid import GridPoint
 from scaling.io import atomic_write_json, atomic_write_text, read_json
@@ -37,11 +37,6 @@ BUSY_RETRY_S = 2.0
 POLL_S = 0.1  # how often the controller looks for finished points: idle time per point is half of it
 TRAIN_MODULE = "scaling.train"
 IMPORT_ROOT = str(Path(__file__).resolve().parents[1])  # the directory that holds the package
-
-
-def _at_least(field: str, value: float | None, low: float, fix: str) -> None:
-    if value is not None and value < low:
-        raise ConfigError(f"launcher.{field}", f"{value} is below {low:g}", fix)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,10 +58,11 @@ class LocalLauncherConfig:
     fork is unavailable, and on a GPU box (CUDA and fork do not mix), points start as new interpreters."""
 
     def __post_init__(self) -> None:
-        _at_least("workers", self.workers, 1, "use 1 or more, or null for one per core (or GPU)")
-        _at_least("threads_per_worker", self.threads_per_worker, 1, "use 1 or more (1 is fastest for small models)")
-        _at_least("points_per_gpu", self.points_per_gpu, 1, "use 1 or more")
-        _at_least("status_interval_s", self.status_interval_s, 0.1, "e.g. 30")
+        check_at_least("launcher.workers", self.workers, 1, "use 1 or more, or null for one per core (or GPU)")
+        check_at_least("launcher.threads_per_worker", self.threads_per_worker, 1,
+                       "use 1 or more (1 is fastest for small models)")
+        check_at_least("launcher.points_per_gpu", self.points_per_gpu, 1, "use 1 or more")
+        check_at_least("launcher.status_interval_s", self.status_interval_s, 0.1, "e.g. 30")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,14 +91,18 @@ class SlurmLauncherConfig:
     (GPUs) on each; null: all its ranks on one node. Each rank gets cpus_per_task CPUs and gpus_per_task GPUs."""
 
     def __post_init__(self) -> None:
-        _at_least("cpus_per_task", self.cpus_per_task, 1, "use 1 or more")
-        _at_least("gpus_per_task", self.gpus_per_task, 0, "use 0 (CPU), 1 or more, or null (from run.device)")
-        _at_least("max_parallel", self.max_parallel, 1, "use 1 or more, or null for no throttle")
-        _at_least("signal_before_end_s", self.signal_before_end_s, 0, "e.g. 120")
-        _at_least("poll_interval_s", self.poll_interval_s, 0.1, "e.g. 10")
-        _at_least("ranks_per_node", self.ranks_per_node, 1, "e.g. 8 (GPUs per node), or null")
+        check_at_least("launcher.cpus_per_task", self.cpus_per_task, 1, "use 1 or more")
+        check_at_least("launcher.gpus_per_task", self.gpus_per_task, 0,
+                       "use 0 (CPU), 1 or more, or null (from run.device)")
+        check_at_least("launcher.max_parallel", self.max_parallel, 1, "use 1 or more, or null for no throttle")
+        check_at_least("launcher.signal_before_end_s", self.signal_before_end_s, 0, "e.g. 120")
+        check_at_least("launcher.poll_interval_s", self.poll_interval_s, 0.1, "e.g. 10")
+        check_at_least("launcher.ranks_per_node", self.ranks_per_node, 1, "e.g. 8 (GPUs per node), or null")
         if not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}:\d{2}", self.time):
             raise ConfigError("launcher.time", f"{self.time!r} is not a Slurm time limit", "use HH:MM:SS or D-HH:MM:SS")
+        # sbatch --mem: a whole number of megabytes, or of the unit its suffix names (sbatch(1)).
+        if self.mem is not None and not re.fullmatch(r"\d+[KMGTkmgt]?", self.mem):
+            raise ConfigError("launcher.mem", f"{self.mem!r} is not a Slurm memory size", "e.g. 8G, 16000M, or null")
 
 
 def point_args(sweep_dir: Path, point_id: str, extra: list[str] = ()) -> list[str]:

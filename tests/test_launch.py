@@ -47,6 +47,10 @@ def test_slurm_fields_are_validated():
         parse(SlurmLauncherConfig, {**raw, "time": "4 hours"}, "launcher.")
     with pytest.raises(ConfigError, match="launcher.gpus_per_task"):
         parse(SlurmLauncherConfig, {**raw, "gpus_per_task": -1}, "launcher.")
+    with pytest.raises(ConfigError, match="launcher.mem: 'lots' is not a Slurm memory size"):
+        parse(SlurmLauncherConfig, {**raw, "mem": "lots"}, "launcher.")
+    for mem in ("8G", "16000", "512m", None):
+        parse(SlurmLauncherConfig, {**raw, "mem": mem}, "launcher.")
 
 
 def test_task_memory_grows_with_the_model():

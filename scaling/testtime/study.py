@@ -77,8 +77,9 @@ class VerifierConfig:
     blank, continued by the policy (a strong policy's own samples hold few errors to learn from)."""
 
     def __post_init__(self) -> None:
-        check_at_least(self, "testtime.verifier.", 1, "steps", "train_problems", "samples_per_problem")
-        check_at_least(self, "testtime.verifier.", 0, "added_layers")
+        for name in ("steps", "train_problems", "samples_per_problem"):
+            check_at_least(f"testtime.verifier.{name}", getattr(self, name), 1, "use 1 or more")
+        check_at_least("testtime.verifier.added_layers", self.added_layers, 0, "use 0 or more, e.g. 2")
         check_lr(self.lr, "testtime.verifier.lr")
 
 
@@ -107,7 +108,8 @@ class RevisionConfig:
     batch_size: int
 
     def __post_init__(self) -> None:
-        check_at_least(self, "testtime.revisions.", 1, "context_attempts", "steps", "batch_size")
+        for name in ("context_attempts", "steps", "batch_size"):
+            check_at_least(f"testtime.revisions.{name}", getattr(self, name), 1, "use 1 or more")
         check_lr(self.lr, "testtime.revisions.lr")
 
 
@@ -132,7 +134,8 @@ class TestTimeConfig:
     seed: int
 
     def __post_init__(self) -> None:
-        check_at_least(self, "testtime.", 1, "samples_per_problem", "bin_samples", "subsets")
+        for name in ("samples_per_problem", "bin_samples", "subsets"):
+            check_at_least(f"testtime.{name}", getattr(self, name), 1, "use 1 or more")
         check_device(self.device, "testtime.device")
         if any(r <= 0 for r in self.exchange_ratios):
             raise ConfigError("testtime.exchange_ratios", f"{self.exchange_ratios} holds a ratio of 0 or below",
