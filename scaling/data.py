@@ -120,6 +120,9 @@ def local_files(paths: list[str]) -> tuple[str, list[str]]:
         if not matches:
             raise DataError(f"data.paths: no file matches {pattern!r} (fix: point data.paths at existing files)")
         files += matches
+    if folders := [f for f in files if os.path.isdir(f)]:
+        raise DataError(f"data.paths: {folders[0]} is a directory (fix: name its files, e.g. "
+                        f"data.paths=[{os.path.join(folders[0], '*.txt')}])")
     if all(os.path.getsize(f) == 0 for f in files):
         raise DataError(f"data.paths: every file is empty ({files[:3]}) (fix: point data.paths at text)")
     kinds = {FORMATS.get(Path(f).suffix.lower()) for f in files}

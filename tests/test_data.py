@@ -57,6 +57,9 @@ def test_missing_and_empty_corpus_are_clear_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DataError, match="empty|no file"):
         prepare(data_config(tmp_path, source="files", paths=[str(tmp_path / "empty.jsonl")]))
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(DataError, match=r"corpus is a directory \(fix: .*data.paths=\[.*corpus/\*.txt\]"):
+        prepare(data_config(tmp_path, source="files", paths=[str(tmp_path / "corpus")]))
 
 
 def test_hub_dataset_offline_is_refused_at_once(tmp_path):
