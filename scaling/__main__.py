@@ -14,7 +14,7 @@ from scaling.fit.run import APPROACHES, HOLDOUT_BY, fitted
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from scaling.fit.run import write_fit
+    from scaling.fit.run import few_refits, write_fit
     from scaling.fit.table import TOTAL_CONVENTIONS, load
 
     if args.total:
@@ -26,6 +26,8 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         for dropped in table.excluded:
             print(f"warning: excluded {dropped}", file=sys.stderr)
+        if (few := few_refits(args.bootstrap)) is not None:
+            print(f"warning: {few}", file=sys.stderr)
         results = write_fit(table, Path(args.out), approaches=tuple(args.approach or APPROACHES),
                             bootstrap=args.bootstrap, seed=args.seed, approach2_method=args.approach2_method,
                             holdout_by=args.holdout_by, holdout_frac=args.holdout_frac, form=args.form)

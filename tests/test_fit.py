@@ -13,6 +13,7 @@ import pytest
 
 from scaling.fit.approach2 import fit_approach2
 from scaling.fit.approach3 import FORMS, Approach3Fit, fit_approach3, init_grid, reducible
+from scaling.fit.run import FEW_REFITS, few_refits
 from scaling.fit.table import FitInputError, from_file
 from tests.conftest import ROOT
 
@@ -115,6 +116,11 @@ def run_fit(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_bootstrap_counts_too_few_for_a_95_percent_interval_are_named_and_none_is_not():
+    assert few_refits(0) is None and few_refits(FEW_REFITS) is None and few_refits(1000) is None
+    assert few_refits(1).startswith("95% intervals from 1 bootstrap refits")
+
+
 def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
     _, n, d, loss = synthetic(1)
     loss[3] = np.nan
@@ -122,10 +128,12 @@ def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
     table = tmp_path / "runs.csv"
     pd.DataFrame({"params": n, "tokens": d, "final": loss}).to_csv(table, index=False)
     result = run_fit(str(table), "--out", str(tmp_path / "fit"), "--n-col", "params", "--d-col", "tokens",
-                     "--loss-col", "final", "--bootstrap", "50")
+                     "--loss-col", "final", "--bootstrap", "20")
     assert result.returncode == 0, result.stderr
     assert "row 5" in result.stderr and "row 7" in result.stderr  # dropped rows are named (CSV line numbers)
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    few = "95% intervals from 20 bootstrap refits: under 40"  # too few for their tails: said, in both places
+    assert few in result.stderr and any(note.startswith(few) for note in fit["notes"])
     a3 = fit["approach3"]
     assert {"E", "A", "B", "alpha", "beta", "a", "b", "ci95", "n_points"} <= set(a3)
     assert a3["a"] == pytest.approx(a3["beta"] / (a3["alpha"] + a3["beta"]))

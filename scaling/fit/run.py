@@ -28,6 +28,9 @@ COMPUTE_TABLE_DECADES = 6  # compute-optimal rows from the runs' largest budget 
 LADDER_STEPS = 3  # size-ladder predictions: the last few sizes, each from the sizes below it
 BACKTEST_BOOTSTRAP = 100  # refits per backtest fit, for the prediction intervals
 E_AT_BOUND = 1e-3  # E below this fraction of the lowest loss: the floor ran to zero
+# Fewer bootstrap refits than this leave under one refit in each 2.5% tail: a 95% interval's ends are then its most
+# extreme refits, and its width says little.
+FEW_REFITS = 40
 
 
 # ------------------------------------------------------------------------------------------------ out of sample
@@ -235,6 +238,14 @@ def _eval_noise(p: pd.DataFrame) -> dict[str, Any]:
             "median_gap": float(np.median(gaps)) if gaps.size else None}
 
 
+def few_refits(bootstrap: int) -> str | None:
+    """A warning where ``bootstrap`` refits are too few for the 95% intervals they give."""
+    if not 0 < bootstrap < FEW_REFITS:
+        return None
+    return (f"95% intervals from {bootstrap} bootstrap refits: under {FEW_REFITS}, each 2.5% tail holds less than one "
+            "refit, so an interval's ends are its most extreme refits (use 200 or more for intervals to report)")
+
+
 def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap: int = 200, seed: int = 0,
             approach2_method: str = "akima", holdout_by: str = "flops", holdout_frac: float = 0.2,
             form: str = approach3.DEFAULT_FORM) -> dict[str, Any]:
@@ -243,6 +254,8 @@ def fit_all(table: FitTable, approaches: tuple[str, ...] = APPROACHES, bootstrap
     approach3.check_form(form)
     p = table.points
     notes = list(table.notes)
+    if (few := few_refits(bootstrap)) is not None:
+        notes.append(few)
     results: dict[str, Any] = {"conventions": dict(table.conventions), "n_points": int(len(p)),
                                "n_runs": int(p.run_id.nunique()), "compute_range": [float(p.C.min()), float(p.C.max())],
                                "notes": notes, "excluded": list(table.excluded), "not_identifiable": {}}
