@@ -511,6 +511,10 @@ def eval_sequences(val: np.ndarray, seq_len: int, num_tokens: int,
     if count < 1:
         raise DataError(f"the validation split has {len(val)} tokens, less than one sequence of {seq_len} "
                         "(fix: raise data.val_fraction or use more text)")
+    if count < num_tokens // seq_len:
+        log.warning("eval.tokens=%d is more than the validation split holds: evaluating on all of it, %d sequences "
+                    "(%d tokens) (fix: lower eval.tokens, or raise data.val_fraction)", num_tokens, count,
+                    count * seq_len)
     starts = np.sort(np.random.default_rng(EVAL_SEED).choice(available, size=count, replace=False)) * seq_len
     sequences = np.stack([val[s : s + seq_len + 1] for s in starts]).astype(np.int64)
     if not val_sources:

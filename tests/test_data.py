@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -94,6 +95,15 @@ def test_eval_set_represents_every_source_of_the_validation_split():
         assert abs((eval_set.sources == name).mean() - share) < 0.05, (name, share)
     again = eval_sequences(data.val, 128, 131072, data.val_sources)
     assert np.array_equal(again.sequences, eval_set.sequences)  # the same for every run of this data config
+
+
+def test_an_eval_set_larger_than_the_validation_split_is_all_of_it_and_says_so(caplog):
+    val = np.arange(1000, dtype=np.uint16)
+    with caplog.at_level(logging.WARNING, logger="scaling.data"):
+        assert len(eval_sequences(val, 100, 500).sequences) == 5 and not caplog.text
+        assert len(eval_sequences(val, 100, 10**9).sequences) == 9  # every whole window with its next token
+    assert "eval.tokens=1000000000 is more than the validation split holds" in caplog.text
+    assert "all of it, 9 sequences" in caplog.text
 
 
 def test_parallel_encoding_writes_the_tokens_one_process_writes(tmp_path, monkeypatch):
