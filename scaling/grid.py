@@ -49,7 +49,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from scaling.config import ConfigError, ModelConfig, TrainConfig, load_train_config, parse, run_id
+from scaling.config import (ConfigError, ModelConfig, TrainConfig, check_at_least, load_train_config, parse,
+                            run_id)
 from scaling.flops import FLOP_CONVENTIONS, count_params, flops_per_token
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,13 @@ class GridConfig:
         if not self.sizes and not self.size_targets:
             raise ConfigError("grid.sizes", "no model sizes",
                               "list shapes in grid.sizes or targets in grid.size_targets")
+        if any(t <= 0 for t in self.size_targets):
+            raise ConfigError("grid.size_targets", f"{self.size_targets} holds a count of 0 or below",
+                              "use positive non-embedding parameter counts, e.g. [100000, 300000]")
+        if self.size_targets:  # the shapes of the targets are drawn with these two
+            check_at_least("grid.aspect_ratio", self.aspect_ratio, 1, "e.g. 32 (d_model / num_layers)")
+            check_at_least("grid.head_dim", self.head_dim, 2, "e.g. 32 (an even number: RoPE rotates pairs)")
+        check_at_least("grid.base_width", self.base_width, 1, "the d_model at which optim.lr was tuned, e.g. 64")
         if self.flop_convention not in FLOP_CONVENTIONS:
             raise ConfigError("grid.flop_convention", f"unknown convention {self.flop_convention!r}",
                               f"use one of {', '.join(FLOP_CONVENTIONS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import pytest
 import yaml
@@ -87,6 +88,19 @@ def test_isoflop_windows_centre_each_budget_on_the_target_ratio():
         nearest = min((p.grid["tokens_per_param"] for p in every if p.grid["budget_flops"] == c),
                       key=lambda r: abs(math.log(r / 100)))
         assert nearest in ratios
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["grid=cartesian", "grid.size_targets=[-5]"], "grid.size_targets: [-5] holds a count of 0 or below"),
+    (["grid=cartesian", "grid.size_targets=[100000]", "grid.aspect_ratio=0"], "grid.aspect_ratio: 0.0 is below 1"),
+    (["grid=cartesian", "grid.size_targets=[100000]", "grid.head_dim=0"], "grid.head_dim: 0 is below 2"),
+    (["grid.base_width=0"], "grid.base_width: 0 is below 1"),
+])
+def test_shape_and_width_settings_are_checked_before_any_shape_is_drawn(overrides, words):
+    """A negative size target used to end in a TypeError from a complex cube root; a base width of 0 gave every
+    point a learning rate of 0."""
+    with pytest.raises(ConfigError, match=re.escape(words) + ".*fix:"):
+        grid_and_base(overrides)
 
 
 def test_a_seed_listed_twice_is_named():
