@@ -204,6 +204,7 @@ class DataConfig:
         if self.source == "hub":
             _require(bool(self.hub_name), "data.hub_name", "source=hub needs a dataset name",
                      "set data.hub_name=<owner/name>")
+            check_at_least("data.hub_max_docs", self.hub_max_docs, 1, "a positive count, or null for the whole split")
         if self.source == "task":
             _require(self.task is not None, "data.task", "source=task needs a task", "use data=worksheet")
             _require(self.tokenizer.kind == "bytes", "data.tokenizer.kind", "the task's checker reads characters",

@@ -54,6 +54,7 @@ def test_every_group_option_composes_and_validates(group, option):
     (["model.rope_theta=0"], "model.rope_theta", "above 1"),
     (["model.norm_eps=-1"], "model.norm_eps", "negative"),
     (["run.cpu_peak_flops_per_s=-1"], "run.cpu_peak_flops_per_s", "must be positive"),
+    (["data=hub", "data.hub_name=someone/corpus", "data.hub_max_docs=0"], "data.hub_max_docs", "0 is below 1"),
 ])
 def test_bad_config_is_one_clear_line(overrides, field, words):
     with pytest.raises(ConfigError) as err:
