@@ -327,6 +327,8 @@ class BranchConfig:
     def __post_init__(self) -> None:
         _require(self.trunk is None or self.step > 0, "branch.step", f"{self.step} is not positive",
                  "set the trunk step the branch starts from")
+        _require(self.trunk is None or RUN_ID.fullmatch(self.trunk) is not None, "branch.trunk",
+                 f"{self.trunk!r} is not a run id (12 hex digits)", "the trunk's run directory name, or null")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -433,6 +435,10 @@ NON_SEMANTIC_FIELDS: frozenset[str] = frozenset(
      "branch"}
 )
 """``branch`` is among them: a branch computes exactly what a run from step 0 computes (a test checks it)."""
+
+
+RUN_ID = re.compile(r"[0-9a-f]{12}")
+"""What run_id gives: a run's directory name, so nothing else names a run (a path cannot pass for one)."""
 
 
 def run_id(cfg: TrainConfig) -> str:

@@ -15,7 +15,6 @@ directory of another format is refused with the fix. Imports no torch.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from scaling.config import RUN_ID
 from scaling.errors import UserError
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.summary import STATUSES, SummaryCorrupt, read_summary
@@ -95,7 +95,7 @@ def read_manifest(sweep_dir: Path) -> dict[str, Any]:
                                "CSV/JSONL table")
     manifest = read_json(path)
     for point in manifest.get("points", []):
-        if not re.fullmatch(r"[0-9a-f]{12}", str(point.get("id"))):
+        if not RUN_ID.fullmatch(str(point.get("id"))):
             raise SweepFormatError(f"{path}: {point.get('id')!r} is not a valid point id (12 hex digits); the "
                                    "manifest was edited or is corrupt")
     if manifest.get("format") != SWEEP_FORMAT:

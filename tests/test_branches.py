@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from scaling.checkpoint import CheckpointError
-from scaling.config import run_id
+from scaling.config import ConfigError, run_id
 from scaling.io import read_json, read_jsonl
 from scaling.trainer import train
 from tests.conftest import TINY, make_config, run_cli
@@ -49,6 +49,12 @@ def test_a_branch_without_its_trunk_says_so(tmp_path):
     cfg, raw = make_config(tmp_path, [*WSD, *BRANCH, "branch.trunk=0123456789ab", "branch.step=16"])
     with pytest.raises(CheckpointError, match="branch.trunk: run 0123456789ab has no kept state at step 16"):
         train(cfg, raw)
+
+
+def test_a_trunk_that_is_not_a_run_id_is_refused_before_any_path_is_read(tmp_path):
+    """A trunk of '../../x' used to be read as the run directory two levels above run.out_dir."""
+    with pytest.raises(ConfigError, match=r"branch.trunk: '../../x' is not a run id \(12 hex digits\)"):
+        make_config(tmp_path, [*WSD, *BRANCH, "branch.trunk=../../x", "branch.step=16"])
 
 
 @pytest.mark.parametrize("override, field", [("branch.step=15", "branch.step=16"),
