@@ -221,6 +221,8 @@ class OptimConfig:
     """`cosine`: warmup then cosine over the run's own budget (Chinchilla); `constant`: warmup then flat;
     `wsd`: warmup, stable, then a decay over the last `decay_fraction` of steps, shaped by `decay_shape`."""
     warmup_steps: int
+    """Steps of linear warmup. One the run cannot hold (as long as the run, or past a wsd decay's start) is cut to
+    fit, with a warning (scaling.optim.schedule_cut_short)."""
     decay_fraction: float
     """Fraction of steps spent decaying (wsd only)."""
     decay_shape: Literal["linear", "1-sqrt"]
@@ -287,7 +289,8 @@ class EvalConfig:
     interval_steps: int
     """Evaluate on the held-out split every this many steps (and always at the end); 0: only at the end."""
     tokens: int
-    """Held-out tokens per evaluation (the same fixed sequences every time and for every run)."""
+    """Held-out tokens per evaluation (the same fixed sequences every time and for every run); more than the
+    validation split holds evaluates on all of it, with a warning."""
 
     def __post_init__(self) -> None:
         _require(self.interval_steps >= 0, "eval.interval_steps", "negative", "use 0 (end only) or more")
