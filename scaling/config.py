@@ -42,6 +42,11 @@ def check_lr(lr: float, field: str) -> None:
     _require(lr > 0, field, f"learning rate must be positive, got {lr}", f"e.g. {field}=3e-3")
 
 
+def check_seed(seed: int, field: str) -> None:
+    """numpy's generators take seeds in [0, 2^64) only; torch takes the same range."""
+    _require(0 <= seed < 2**64, field, f"{seed} is not in [0, 2^64)", "use a non-negative integer, e.g. 0")
+
+
 def check_device(name: str, field: str) -> None:
     """A device setting is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``: anything else is named before torch sees it."""
     _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None, field, f"unknown device {name!r}",
@@ -233,6 +238,8 @@ class OptimConfig:
     beta1: float
     beta2: float
     eps: float
+    """Added to Adam's denominator sqrt(v); it must be positive: wherever a parameter's gradient has always been 0
+    (the input embedding of a token never seen), v is 0 and the update 0/0."""
     grad_clip: float
     """Max global gradient norm; 0 disables clipping."""
 
@@ -246,6 +253,7 @@ class OptimConfig:
         for name in ("beta1", "beta2"):
             _require(0 <= getattr(self, name) < 1, f"optim.{name}", f"{getattr(self, name)} not in [0, 1)",
                      "e.g. 0.9 / 0.95")
+        _require(self.eps > 0, "optim.eps", f"must be positive, got {self.eps}", "e.g. 1e-8")
         _require(self.grad_clip >= 0, "optim.grad_clip", f"negative: {self.grad_clip}", "use 0 to disable")
 
     def decay_start(self, num_steps: int) -> int:
@@ -401,6 +409,7 @@ class TrainConfig:
     branch: BranchConfig
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
         _require(self.model.vocab_size == self.data.tokenizer.vocab_size, "model.vocab_size",
                  f"model.vocab_size={self.model.vocab_size} but the tokenizer has "
                  f"{self.data.tokenizer.vocab_size} tokens",
@@ -412,6 +421,9 @@ class TrainConfig:
                  "make batch_tokens a multiple of micro_batch_size * model.seq_len")
         _require(self.eval.tokens >= self.model.seq_len, "eval.tokens",
                  f"{self.eval.tokens} is less than one sequence ({self.model.seq_len})", "raise eval.tokens")
+        late = [s for s in self.checkpoint.branch_steps if s > self.num_steps]
+        _require(not late, "checkpoint.branch_steps", f"{late} lie beyond the run's last step ({self.num_steps}): no "
+                 "branch point would be kept there", "list steps of this run, or raise budget.tokens")
         if self.branch.trunk is not None:
             _require(self.optim.schedule == "wsd", "branch.trunk",
                      f"a branch needs a schedule that is flat until its decay, not {self.optim.schedule!r}",

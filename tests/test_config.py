@@ -55,6 +55,13 @@ def test_every_group_option_composes_and_validates(group, option):
     (["model.norm_eps=-1"], "model.norm_eps", "negative"),
     (["run.cpu_peak_flops_per_s=-1"], "run.cpu_peak_flops_per_s", "must be positive"),
     (["data=hub", "data.hub_name=someone/corpus", "data.hub_max_docs=0"], "data.hub_max_docs", "0 is below 1"),
+    # numpy's generators refuse a negative seed: a ValueError traceback from inside the loader.
+    (["seed=-1"], "seed", "not in [0, 2^64)"),
+    # torch's AdamW refuses a negative eps (a traceback); 0 makes the untrained rows' update 0/0 (a NaN run).
+    (["optim.eps=-1"], "optim.eps", "must be positive"),
+    (["optim.eps=0"], "optim.eps", "must be positive"),
+    # A branch step past the run's end was never reached: the run finished without the branch point asked for.
+    (["checkpoint.branch_steps=[100]"], "checkpoint.branch_steps", "beyond the run's last step (73)"),
 ])
 def test_bad_config_is_one_clear_line(overrides, field, words):
     with pytest.raises(ConfigError) as err:

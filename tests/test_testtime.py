@@ -61,6 +61,7 @@ def test_a_lucky_answer_is_answer_correct_but_not_process_correct():
     ("testtime.revisions.lr=0", "testtime.revisions.lr", "must be positive"),
     ("testtime.device=foo", "testtime.device", "unknown device"),
     ("testtime.exchange_ratios=[-1]", "testtime.exchange_ratios", "0 or below"),
+    ("testtime.seed=-1", "testtime.seed", "not in [0, 2^64)"),
 ])
 def test_a_bad_test_time_setting_is_named_before_any_model_trains(override, field, words):
     """Caught when the sweep's config is read; a temperature of 0 used to surface after the policies had trained,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from scaling import sweepdir
-from scaling.config import (ConfigError, ModelConfig, TaskConfig, check_at_least, check_device, check_lr,
+from scaling.config import (ConfigError, ModelConfig, TaskConfig, check_at_least, check_device, check_lr, check_seed,
                             load_train_config)
 from scaling.flops import count_params, matmul_params
 from scaling.hardware import device_named
@@ -137,6 +137,7 @@ class TestTimeConfig:
         for name in ("samples_per_problem", "bin_samples", "subsets"):
             check_at_least(f"testtime.{name}", getattr(self, name), 1, "use 1 or more")
         check_device(self.device, "testtime.device")
+        check_seed(self.seed, "testtime.seed")
         if any(r <= 0 for r in self.exchange_ratios):
             raise ConfigError("testtime.exchange_ratios", f"{self.exchange_ratios} holds a ratio of 0 or below",
                               "use positive ratios of inference to pretraining tokens, e.g. [0.16, 0.79, 22]")
