@@ -417,10 +417,11 @@ def _branch(points: list[GridPoint], warmup_fraction: float | None) -> list[Grid
 
 
 def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = None) -> str:
-    """The dry-run table: params by component, tokens, FLOPs, tokens/param, steps, LR, batch, estimated time."""
-    header = (f"{'id':<13}{'size':<9}{'seed':>5}{'N non-emb':>15}{'N emb':>12}{'N total':>15}{'tokens':>17}"
-              f"{'FLOPs':>10}{'D/N tot':>8}{'steps':>8}{'lr':>9}{'batch':>8}{'est. s':>8}")
-    lines, total_s = [header, "-" * len(header)], 0.0
+    """The dry-run table: params by component, tokens, FLOPs, tokens/param, steps, LR, batch, estimated time. Each
+    column is as wide as its widest entry, so a budget far beyond the defaults still reads as columns."""
+    header = ["id", "size", "seed", "N non-emb", "N emb", "N total", "tokens", "FLOPs", "D/N tot", "steps", "lr",
+              "batch", "est. s"]
+    rows, total_s = [], 0.0
     for p in points:
         params = count_params(p.config.model)
         est = ""
@@ -428,10 +429,16 @@ def plan_table(points: list[GridPoint], tokens_per_s: dict[str, float] | None = 
             seconds = p.grid["cost_tokens"] / tokens_per_s[p.grid["size"]]
             total_s += seconds
             est = f"{seconds:.0f}"
-        lines.append(f"{p.id:<13}{p.grid['size']:<9}{p.config.seed:>5}{params.non_embedding:>15,}"
-                     f"{params.embedding:>12,}{params.total:>15,}{p.config.budget.tokens:>17,}{p.grid['compute']:>10.2e}"
-                     f"{p.grid['tokens_per_param']:>8.1f}{p.config.num_steps:>8}{p.config.optim.lr:>9.2e}"
-                     f"{p.config.budget.batch_tokens:>8}{est:>8}")
+        rows.append([p.id, p.grid["size"], str(p.config.seed), f"{params.non_embedding:,}", f"{params.embedding:,}",
+                     f"{params.total:,}", f"{p.config.budget.tokens:,}", f"{p.grid['compute']:.2e}",
+                     f"{p.grid['tokens_per_param']:.1f}", str(p.config.num_steps), f"{p.config.optim.lr:.2e}",
+                     str(p.config.budget.batch_tokens), est])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:  # id and size read left to right, numbers line up on their last digit
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines = [line(header), "-" * len(line(header)), *map(line, rows)]
     branches = [p for p in points if p.grid.get("branch_of")]
     if branches:
         trained = sum(p.grid["compute"] * p.grid["cost_tokens"] / p.config.budget.tokens for p in points)

@@ -12,7 +12,7 @@ import yaml
 from scaling.sweepdir import frozen_yaml
 from scaling.config import ConfigError, load_train_config, run_id
 from scaling.flops import count_params, flops_per_token
-from scaling.grid import GridConfig, expand, shape_for_target
+from scaling.grid import GridConfig, expand, plan_table, shape_for_target
 from scaling.config import parse
 from tests.conftest import compose_raw
 
@@ -40,6 +40,19 @@ def test_default_grid_is_an_honest_isoflop_grid():
         actual = p.config.budget.tokens * flops_per_token(p.config.model, "6n_attention")
         assert abs(actual / p.grid["budget_flops"] - 1) <= p.config.budget.batch_tokens / p.config.budget.tokens
         assert p.config.budget.tokens % p.config.budget.batch_tokens == 0
+
+
+def test_the_plan_table_keeps_its_columns_apart_at_any_budget():
+    # Fixed-width columns ran into each other beyond the defaults: at 1e20 FLOPs the parameter counts and the
+    # tokens printed as one number ("333,87242,602,211,225,088").
+    grid, base = grid_and_base(["grid.budgets_flops=[1e20]", "grid.min_steps=1"])
+    points = expand(grid, base)
+    lines = plan_table(points, {p.grid["size"]: 1000.0 for p in points}).splitlines()
+    header, rows = lines[0].split(), lines[2:2 + len(points)]
+    assert header[:3] == ["id", "size", "seed"]
+    for point, row in zip(points, rows):
+        cells = row.split()
+        assert len(cells) == 13 and cells[0] == point.id and cells[6] == f"{point.config.budget.tokens:,}"
 
 
 def test_cartesian_counts_and_seeds():
