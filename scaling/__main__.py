@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from scaling.errors import UserError
@@ -28,6 +29,7 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"warning: excluded {dropped}", file=sys.stderr)
         if (few := few_refits(args.bootstrap)) is not None:
             print(f"warning: {few}", file=sys.stderr)
+        _writable(Path(args.out))
         results = write_fit(table, Path(args.out), approaches=tuple(args.approach or APPROACHES),
                             bootstrap=args.bootstrap, seed=args.seed, approach2_method=args.approach2_method,
                             holdout_by=args.holdout_by, holdout_frac=args.holdout_frac, form=args.form)
@@ -44,6 +46,17 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"fitted {', '.join(names)} -> {Path(args.out) / 'fit.json'}, {Path(args.out) / 'report.md'}")
     print(f"{checks.summary(results['checks'])} (report.md, \"Checks\")")
     return 0
+
+
+def _writable(out: Path) -> None:
+    """Before the fit's minutes: --out is a directory this process can write (made if missing)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"--out: cannot write {e.filename or out}: {e.strerror} (fix: name a directory you can "
+                        "write, or one that can be made)") from None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                      "sweep's own)")
     fit.add_argument("--total", action="store_true", help="total parameters and 6N FLOPs (= --params total --flops 6n)")
     fit.add_argument("--bootstrap", type=_at_least(0), default=200, help="bootstrap refits (0: none)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=_at_least(0), default=0, help="seeds the bootstrap and the fits' starts")
     fit.add_argument("--holdout-by", default="flops", choices=HOLDOUT_BY,
                      help="backtest: hold out the largest nominal budgets (flops) or sizes")
     fit.add_argument("--holdout-frac", type=_fraction, default=0.2,

@@ -198,6 +198,8 @@ def strict_json(path):
     ("plain", ["--approach", "1"], "at least 2 evaluations per run"),
     ("good", ["--holdout-frac", "2"], "--holdout-frac: 2.0 is not in (0, 1)"),
     ("good", ["--bootstrap", "-1"], "--bootstrap: -1 is below 0"),
+    # numpy refused the seed inside each approach: approaches 2 and 3 and the backtest were left out, exit 0.
+    ("good", ["--seed", "-1"], "--seed: -1 is below 0"),
     ("no_n_term", ["--approach", "kaplan"], "kaplan L(N, D) not fitted: N_c runs off to infinity"),
     ("one_level", ["--approach", "kaplan"], "kaplan L(N, D) not fitted: every run lies on one curve D(N)"),
     ("one_level_curves", ["--approach", "1", "--run-col", "run"], "span only a factor of 1.00 in C (needs 2)"),
@@ -233,6 +235,17 @@ def test_fits_the_data_cannot_support_give_one_line_and_no_nan(tmp_path, case, a
         assert (tmp_path / "out" / "report.md").exists()
     else:
         assert result.returncode == 2
+
+
+def test_an_out_directory_that_cannot_be_written_is_named_before_the_fit(tmp_path):
+    # It was an OSError traceback from the figures' mkdir, after the fit's work.
+    table, blocker = tmp_path / "t.csv", tmp_path / "a_file"
+    n, d = np.repeat(np.geomspace(1e5, 1e7, 6), 4), np.tile(np.geomspace(1e7, 1e9, 4), 6)
+    pd.DataFrame({"N": n, "D": d, "loss": true_loss(n, d)}).to_csv(table, index=False)
+    blocker.write_text("")
+    result = run_fit(str(table), "--out", str(blocker / "out"), "--bootstrap", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--out: cannot write {blocker / 'out'}: Not a directory (fix:" in result.stderr
 
 
 def test_kaplan_convergence_rule_counts_seeds_once():
