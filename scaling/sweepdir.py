@@ -91,8 +91,8 @@ def branch_point(run_directory: Path, step: int) -> Path:
 def read_manifest(sweep_dir: Path) -> dict[str, Any]:
     path = Path(sweep_dir) / MANIFEST
     if not path.exists():
-        raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}); pass a sweep directory or a "
-                               "CSV/JSONL table")
+        raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}, which `python sweep.py` "
+                               "writes when it freezes a sweep's points)")
     manifest = read_json(path)
     for point in manifest.get("points", []):
         if not RUN_ID.fullmatch(str(point.get("id"))):

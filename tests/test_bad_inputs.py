@@ -111,6 +111,18 @@ def test_sweep_directory_of_another_format(finished_sweep, tmp_path, fmt):
     assert out.returncode == 2 and "format" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_directory_that_is_no_sweep_is_named_with_the_fix_of_the_command_given(tmp_path):
+    # The status command was told to pass "a CSV/JSONL table", which only the fit command reads.
+    from scaling.fit.table import FitInputError, load
+    from scaling.launch import print_status
+
+    with pytest.raises(SweepFormatError, match="not a sweep directory") as status_error:
+        print_status(tmp_path)
+    assert "CSV" not in str(status_error.value) and "python sweep.py" in str(status_error.value)
+    with pytest.raises(FitInputError, match="pass a sweep directory or a CSV/JSONL table"):
+        load(tmp_path)
+
+
 def test_manifest_ids_cannot_escape_the_sweep(finished_sweep, tmp_path):
     import shutil
 

@@ -16,7 +16,7 @@ from scaling.flops import FLOP_CONVENTIONS, PARAM_CONVENTIONS
 from scaling.fit import hparams
 from scaling.fit.approach2 import group_budgets
 from scaling.results import collect
-from scaling.sweepdir import read_manifest
+from scaling.sweepdir import MANIFEST, read_manifest
 
 
 class FitInputError(UserError, ValueError):
@@ -180,5 +180,8 @@ def load(path: Path, **kwargs) -> FitTable:
     if not path.exists():
         raise FitInputError(f"{path} does not exist; pass a sweep directory or a CSV/JSONL table")
     if path.is_dir():
+        if not (path / MANIFEST).exists():
+            raise FitInputError(f"{path} is a directory but not a sweep's (no {MANIFEST}); pass a sweep directory or "
+                                "a CSV/JSONL table")
         return from_sweep(path, **{k: v for k, v in kwargs.items() if k in ("params", "flops")})
     return from_file(path, **{k: v for k, v in kwargs.items() if k.endswith("_col")})
