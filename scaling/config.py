@@ -24,7 +24,7 @@ class ConfigError(UserError, ValueError):
     """A configuration mistake: ``field`` is the dotted path, the message says what to do."""
 
     def __init__(self, field_path: str, problem: str, fix: str) -> None:
-        self.field_path = field_path
+        self.field_path, self.problem, self.fix = field_path, problem, fix
         super().__init__(f"{field_path}: {problem} (fix: {fix})")
 
 

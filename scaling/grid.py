@@ -356,11 +356,11 @@ def _point(grid: GridConfig, base_raw: dict[str, Any], size: SizeSpec, model: Mo
     raw["budget"]["tokens"] = round(tokens / batch_tokens) * batch_tokens or int(tokens)
     if grid.warmup_fraction is not None:
         raw["optim"]["warmup_steps"] = math.ceil(grid.warmup_fraction * raw["budget"]["tokens"] / batch_tokens)
-    label = f"grid point {size.name} {where} seed {seed}"
+    label = "grid point " + " ".join([size.name, *(f"{k}={v:g}" for k, v in where.items()), f"seed {seed}"])
     try:
         cfg = load_train_config(raw)
     except ConfigError as e:
-        raise ConfigError(f"{label}: {e.field_path}", str(e).split(": ", 1)[1], "adjust the grid") from None
+        raise ConfigError(f"{label}: {e.field_path}", e.problem, e.fix) from None
     if cfg.num_steps < grid.min_steps:
         raise ConfigError(f"{label}: grid.min_steps", f"{cfg.num_steps} steps, fewer than {grid.min_steps}",
                           "lower budget.batch_tokens, drop the size from this budget, or lower grid.min_steps")

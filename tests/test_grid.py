@@ -152,8 +152,11 @@ def test_frozen_config_round_trips_to_the_same_run(tmp_path):
 
 def test_grid_errors_name_the_point():
     grid, base = grid_and_base(["grid=tiny", "grid.budgets_tokens=[100]"])
-    with pytest.raises(ConfigError, match="grid point .*budget.tokens"):
+    with pytest.raises(ConfigError, match="grid point .*budget.tokens") as err:
         expand(grid, base)
+    # The point's own fix, once: a second "(fix: adjust the grid)" used to follow it.
+    assert str(err.value).count("fix:") == 1 and str(err.value).endswith("(fix: raise budget.tokens or lower "
+                                                                           "budget.batch_tokens)")
     with pytest.raises(ConfigError, match="grid.budgets_flops"):
         grid_and_base(["grid.budgets_flops=[]"])[0]
 
