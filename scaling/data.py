@@ -28,7 +28,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from filelock import FileLock
@@ -445,17 +445,34 @@ def encode_blocks(blocks_file: Path, tokenizer_file: Path, out_prefix: Path, num
 
 
 def _open(directory: Path) -> TokenData:
-    meta = read_json(directory / "meta.json")
-    if meta.get("format") != CACHE_FORMAT:
-        raise DataError(f"{directory}: token cache format {meta.get('format')} is not {CACHE_FORMAT} "
-                        "(fix: delete the directory to rebuild it)")
+    """The cache in ``directory``, or a DataError if any part of it was edited or removed since it was built: a
+    missing tokenizer would otherwise surface only at the export, after the run has trained."""
+    rebuild = "delete the directory to rebuild it"
+
+    def record(name: str) -> Any:
+        try:
+            return read_json(directory / name, fix=rebuild)
+        except ValueError as e:  # corrupt JSON: the message names the file and the fix
+            raise DataError(str(e)) from None
+
+    try:
+        meta = record("meta.json")
+        if meta.get("format") != CACHE_FORMAT:
+            raise DataError(f"{directory}: token cache format {meta.get('format')} is not {CACHE_FORMAT} "
+                            f"(fix: {rebuild})")
+        needed = ["tokenizer.json", "val_sources.json", *meta["shards"]["train"], *meta["shards"]["val"]]
+        missing = [name for name in needed if not (directory / name).is_file()]
+        if missing:
+            raise DataError(f"{directory}: the token cache lacks {', '.join(missing)} (fix: {rebuild})")
+        spans = [(str(name), int(start)) for name, start in record("val_sources.json")]
+    except (KeyError, TypeError, ValueError) as e:  # valid JSON of another shape than the builder writes
+        raise DataError(f"{directory}: the token cache's records are not as built ({e!r}) (fix: {rebuild})") from None
     train, val = (TokenShards([np.memmap(directory / name, dtype=np.uint16, mode="r") for name in meta["shards"][s]])
                   for s in ("train", "val"))
     for split, tokens in (("train", train), ("val", val)):
         if len(tokens) != meta["num_tokens"][split]:
             raise DataError(f"{directory}: the {split} token files are truncated ({len(tokens)} of "
-                            f"{meta['num_tokens'][split]} tokens) (fix: delete the directory to rebuild it)")
-    spans = [(str(name), int(start)) for name, start in read_json(directory / "val_sources.json")]
+                            f"{meta['num_tokens'][split]} tokens) (fix: {rebuild})")
     return TokenData(directory=directory, train=train, val=val, vocab_size=int(meta["vocab_size"]),
                      tokenizer_file=directory / "tokenizer.json", eos_token=meta["eos_token"], val_sources=spans)
 

@@ -56,12 +56,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, naming the file in the error when it is corrupt."""
+def read_json(path: Path, fix: str = "delete it to regenerate") -> Any:
+    """Parse a JSON file, naming the file and ``fix`` in the error when it is corrupt."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); delete it to regenerate") from None
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); {fix}") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -63,6 +63,25 @@ def test_missing_and_empty_corpus_are_clear_errors(tmp_path):
         prepare(data_config(tmp_path, source="files", paths=[str(tmp_path / "corpus")]))
 
 
+@pytest.mark.parametrize("damage,words", [
+    # A missing shard or record was a FileNotFoundError traceback, a corrupt record a ValueError traceback, and a
+    # missing tokenizer failed only at the export, after the run had trained.
+    (lambda d: (d / "val-00000.bin").unlink(), "lacks val-00000.bin"),
+    (lambda d: (d / "tokenizer.json").unlink(), "lacks tokenizer.json"),
+    (lambda d: (d / "meta.json").write_text('{"format": '), "meta.json is not valid JSON"),
+    (lambda d: (d / "val_sources.json").write_text("[[1]]"), "records are not as built"),
+    (lambda d: (d / "train-00000.bin").write_bytes(b"\0" * 8), "the train token files are truncated"),
+])
+def test_a_damaged_token_cache_is_named_with_the_fix(tmp_path, damage, words):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    cfg = data_config(tmp_path, source="files", paths=[str(path)], tokenizer={"kind": "bytes", "vocab_size": 256})
+    damage(prepare(cfg).directory)
+    with pytest.raises(DataError, match=words) as err:
+        prepare(cfg)
+    assert "delete the directory to rebuild it" in str(err.value)
+
+
 def test_hub_dataset_offline_is_refused_at_once(tmp_path):
     with pytest.raises(DataError, match="offline"):
         prepare(data_config(tmp_path, source="hub", hub_name="someone/some-corpus"))
