@@ -28,14 +28,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from filelock import FileLock
 
 from scaling.config import DataConfig, TaskConfig
 from scaling.errors import UserError
-from scaling.io import atomic_write_json, atomic_write_text, files_fingerprint, read_json
+from scaling.io import CorruptFile, atomic_write_json, atomic_write_text, files_fingerprint, read_json
 
 log = logging.getLogger(__name__)
 
@@ -448,15 +448,8 @@ def _open(directory: Path) -> TokenData:
     """The cache in ``directory``, or a DataError if any part of it was edited or removed since it was built: a
     missing tokenizer would otherwise surface only at the export, after the run has trained."""
     rebuild = "delete the directory to rebuild it"
-
-    def record(name: str) -> Any:
-        try:
-            return read_json(directory / name, fix=rebuild)
-        except ValueError as e:  # corrupt JSON: the message names the file and the fix
-            raise DataError(str(e)) from None
-
     try:
-        meta = record("meta.json")
+        meta = read_json(directory / "meta.json", fix=rebuild)
         if meta.get("format") != CACHE_FORMAT:
             raise DataError(f"{directory}: token cache format {meta.get('format')} is not {CACHE_FORMAT} "
                             f"(fix: {rebuild})")
@@ -464,7 +457,9 @@ def _open(directory: Path) -> TokenData:
         missing = [name for name in needed if not (directory / name).is_file()]
         if missing:
             raise DataError(f"{directory}: the token cache lacks {', '.join(missing)} (fix: {rebuild})")
-        spans = [(str(name), int(start)) for name, start in record("val_sources.json")]
+        spans = [(str(name), int(start)) for name, start in read_json(directory / "val_sources.json", fix=rebuild)]
+    except CorruptFile:  # not valid JSON: its message names the file and the fix
+        raise
     except (KeyError, TypeError, ValueError) as e:  # valid JSON of another shape than the builder writes
         raise DataError(f"{directory}: the token cache's records are not as built ({e!r}) (fix: {rebuild})") from None
     train, val = (TokenShards([np.memmap(directory / name, dtype=np.uint16, mode="r") for name in meta["shards"][s]])

@@ -61,7 +61,7 @@ def read_json(path: Path, fix: str = "delete it to regenerate") -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); {fix}") from None
+        raise CorruptFile(f"{path} is not valid JSON ({e.msg} at line {e.lineno}) (fix: {fix})") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

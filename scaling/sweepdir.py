@@ -15,6 +15,7 @@ directory of another format is refused with the fix. Imports no torch.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from scaling.config import RUN_ID
 from scaling.errors import UserError
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.summary import STATUSES, SummaryCorrupt, read_summary
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SWEEP_FORMAT = 1
@@ -60,9 +63,20 @@ def frozen_yaml(raw: dict[str, Any], directory: Path) -> str:
             + OmegaConf.to_yaml(OmegaConf.create(raw)))
 
 
-def read_frozen(path: Path) -> dict[str, Any]:
-    """A frozen config (a point's or a run's ``config.yaml``) as a plain mapping, without its Hydra header."""
-    config = yaml.safe_load(Path(path).read_text())
+REFREEZE = "run `python sweep.py` with the sweep's grid again: it writes a point's config anew"
+
+
+def read_frozen(path: Path, fix: str = REFREEZE) -> dict[str, Any]:
+    """A frozen config (a point's or a run's ``config.yaml``) as a plain mapping, without its Hydra header;
+    :class:`SweepFormatError` naming the file and ``fix`` when it is missing or damaged."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SweepFormatError(f"{path} is missing (fix: {fix})") from None
+    except yaml.YAMLError as e:
+        raise SweepFormatError(f"{path} is not valid YAML ({str(e).splitlines()[0]}) (fix: {fix})") from None
+    if not isinstance(config, dict):
+        raise SweepFormatError(f"{path} is not a frozen config (fix: {fix})")
     config.pop("defaults", None)
     config.pop("hydra", None)
     return config
@@ -93,7 +107,8 @@ def read_manifest(sweep_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}, which `python sweep.py` "
                                "writes when it freezes a sweep's points)")
-    manifest = read_json(path)
+    manifest = read_json(path, fix="delete it: `python sweep.py` with the sweep's grid writes it again and keeps the "
+                         "runs")
     for point in manifest.get("points", []):
         if not RUN_ID.fullmatch(str(point.get("id"))):
             raise SweepFormatError(f"{path}: {point.get('id')!r} is not a valid point id (12 hex digits); the "
@@ -133,15 +148,34 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
                               f"flops={conventions['flops']}", "keep the sweep's pair, or fit it under another: "
                               f"python -m scaling fit {sweep_dir} --params P --flops F --out DIR")
         added = [p for p in points if p.id not in kept]
+        # A frozen config is a function of the grid alone (its id is its hash): one deleted or damaged since is
+        # written again.
+        lost = [p for p in points if p.id in kept and not _intact(point_dir(sweep_dir, p.id) / "config.yaml")]
+        if lost:
+            log.warning("%d frozen point config(s) in %s were missing or damaged; written again from the grid: %s",
+                        len(lost), sweep_dir, ", ".join(p.id for p in lost))
+        _write_configs(sweep_dir, lost)
         if not added and frozen_pair is not None:
             return 0
         manifest["conventions"] = conventions
         manifest["points"] = [kept.get(e["id"], e) for e in entries]  # the grid's order; frozen entries as written
-    for point in added:
-        directory = point_dir(sweep_dir, point.id)
-        atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
+    _write_configs(sweep_dir, added)
     atomic_write_json(sweep_dir / MANIFEST, manifest)
     return len(added)
+
+
+def _intact(frozen_config: Path) -> bool:
+    try:
+        read_frozen(frozen_config)
+    except SweepFormatError:
+        return False
+    return True
+
+
+def _write_configs(sweep_dir: Path, points: list[Any]) -> None:
+    for point in points:
+        directory = point_dir(sweep_dir, point.id)
+        atomic_write_text(directory / "config.yaml", frozen_yaml(point.raw, directory))
 
 
 # ------------------------------------------------------------------------------------------------ status

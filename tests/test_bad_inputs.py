@@ -17,7 +17,8 @@ from scaling.checkpoint import CheckpointError
 from scaling.hardware import gpu_peak_flops_per_s
 from scaling.io import read_jsonl
 from scaling.results import collect
-from scaling.sweepdir import SweepFormatError
+from scaling.config import load_train_config, run_id
+from scaling.sweepdir import SweepFormatError, read_frozen
 from tests.conftest import ROOT, TINY, run_cli
 from tests.test_sweep import SWEEP_TINY
 
@@ -121,6 +122,38 @@ def test_a_directory_that_is_no_sweep_is_named_with_the_fix_of_the_command_given
     assert "CSV" not in str(status_error.value) and "python sweep.py" in str(status_error.value)
     with pytest.raises(FitInputError, match="pass a sweep directory or a CSV/JSONL table"):
         load(tmp_path)
+
+
+def test_a_damaged_manifest_is_one_line_with_the_fix(finished_sweep, tmp_path):
+    # It was a ValueError traceback from every command that reads the sweep.
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    (sweep / "manifest.json").write_text("{")
+    out = subprocess.run([sys.executable, "-m", "scaling", "status", str(sweep)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "manifest.json is not valid JSON" in out.stderr and "writes it again and keeps the runs" in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "not yaml"])
+def test_a_lost_frozen_config_is_named_and_the_sweep_writes_it_again(finished_sweep, tmp_path, damage):
+    # A deleted or damaged points/<id>/config.yaml was a FileNotFoundError or YAML traceback after the points ran.
+    import shutil
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    frozen = next((sweep / "points").iterdir()) / "config.yaml"
+    frozen.unlink() if damage == "missing" else frozen.write_text("x: [")
+    with pytest.raises(SweepFormatError, match="run `python sweep.py` with the sweep's grid again"):
+        collect(sweep)
+    again = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=s", *SWEEP_TINY,
+                    "grid.budgets_tokens=[16384]", "sweep.fit=false")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "were missing or damaged; written again from the grid" in again.stderr
+    assert "already finished" in again.stderr
+    assert run_id(load_train_config(read_frozen(frozen))) == frozen.parent.name  # the point's own computation
 
 
 def test_manifest_ids_cannot_escape_the_sweep(finished_sweep, tmp_path):

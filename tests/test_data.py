@@ -11,6 +11,7 @@ import pytest
 from scaling.config import parse, DataConfig
 from scaling.data import BatchSampler, DataError, eval_sequences, prepare
 from scaling.distributed import Ranks, my_micro_batches
+from scaling.errors import UserError
 from tests.conftest import CACHE_DIR, compose_raw
 
 TEXT = "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." * 3 for i in range(400))
@@ -77,7 +78,7 @@ def test_a_damaged_token_cache_is_named_with_the_fix(tmp_path, damage, words):
     path.write_text(TEXT)
     cfg = data_config(tmp_path, source="files", paths=[str(path)], tokenizer={"kind": "bytes", "vocab_size": 256})
     damage(prepare(cfg).directory)
-    with pytest.raises(DataError, match=words) as err:
+    with pytest.raises(UserError, match=words) as err:
         prepare(cfg)
     assert "delete the directory to rebuild it" in str(err.value)
 

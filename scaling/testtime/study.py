@@ -216,7 +216,8 @@ def _prm_scorer(policy: Policy, prm: TrainedVerifier):
 def study_model(run_dir: Path, problems: list[Problem], train_pool: list[Problem], cfg: TestTimeConfig,
                 train_max_steps: int, out_dir: Path, device: str) -> dict[str, Any]:
     """Everything measured for one trained model, per problem."""
-    train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml"))
+    train_cfg = load_train_config(sweepdir.read_frozen(run_dir / "config.yaml", fix="copy the point's config from the "
+                                                       "sweep's points/ directory into the run's"))
     model_cfg: ModelConfig = train_cfg.model
     summary = read_json(run_dir / "summary.json")
     policy = Policy.load(run_dir, device)
