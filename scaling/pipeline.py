@@ -76,8 +76,10 @@ def fit(sweep: Sweep) -> None:
     from scaling.fit.table import FitInputError, from_sweep
 
     try:
-        results = write_fit(from_sweep(sweep.directory), sweep.directory / "report",
-                            bootstrap=sweep.config.fit_bootstrap)
+        table = from_sweep(sweep.directory)
+        for note in table.notes:
+            log.warning("fit: %s", note)
+        results = write_fit(table, sweep.directory / "report", bootstrap=sweep.config.fit_bootstrap)
         names, report = fitted(results), sweep.directory / "report" / "report.md"
         if names:
             log.info("fit: %s (%s)", report, ", ".join(names))

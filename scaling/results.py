@@ -45,7 +45,8 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                        tokens=summary["tokens"], steps=summary["steps"], wallclock_s=summary["wallclock_s"],
                        device=summary["device"], dtype=summary["dtype"], tokens_repeated=summary["tokens_repeated"],
                        last_good_step=summary["last_good_step"],
-                       branch_tokens=(summary.get("branch") or {}).get("tokens", 0))
+                       branch_tokens=(summary.get("branch") or {}).get("tokens", 0), git_sha=summary.get("git_sha"))
+            row.update({f"version.{k}": v for k, v in (summary.get("versions") or {}).items()})
             row.update({f"params_{k}": v for k, v in summary["params"].items()})
             row.update({f"flops_{k}": v for k, v in summary["flops"].items()})
             row.update({f"final_val_loss.{k}": v for k, v in (summary.get("final_val_loss_by_source") or {}).items()})

@@ -63,7 +63,7 @@ class Interrupted(Exception):
 
 def package_versions() -> dict[str, str]:
     out = {}
-    for name in ("torch", "transformers", "datasets", "tokenizers", "numpy"):
+    for name in ("scaling", "torch", "transformers", "datasets", "tokenizers", "numpy"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

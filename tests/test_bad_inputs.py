@@ -156,6 +156,30 @@ def test_a_lost_frozen_config_is_named_and_the_sweep_writes_it_again(finished_sw
     assert run_id(load_train_config(read_frozen(frozen))) == frozen.parent.name  # the point's own computation
 
 
+def test_runs_of_a_sweep_trained_by_two_versions_of_torch_are_noted_where_the_fit_is_read(finished_sweep, tmp_path):
+    # A sweep grown or resumed across an upgrade keeps its finished runs (the run id hashes the config, not the code);
+    # the fit mixed them without a word.
+    import shutil
+
+    from scaling.fit.table import from_sweep
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    assert from_sweep(sweep).notes == []  # one torch, one code: nothing to say
+    summary = next((sweep / "runs").iterdir()) / "summary.json"
+    recorded = json.loads(summary.read_text())
+    assert recorded["versions"]["scaling"] and recorded["versions"]["torch"]
+    recorded["versions"]["torch"] = "2.0.0"
+    summary.write_text(json.dumps(recorded))
+    (note,) = from_sweep(sweep).notes
+    assert note.startswith("the runs were trained by 2 versions of torch (") and "2.0.0: 1 run" in note
+    assert "(fix: to fit the runs of one, move the other's run directories aside" in note
+    fitted = subprocess.run([sys.executable, "-m", "scaling", "fit", str(sweep), "--out", str(tmp_path / "fit"),
+                             "--bootstrap", "0", "--approach", "kaplan"], cwd=ROOT, capture_output=True, text=True)
+    assert f"note: {note}" in fitted.stderr
+    assert note in json.loads((tmp_path / "fit" / "fit.json").read_text())["notes"]
+
+
 def test_manifest_ids_cannot_escape_the_sweep(finished_sweep, tmp_path):
     import shutil
 

@@ -151,9 +151,31 @@ def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = N
         curves = pd.DataFrame({"run_id": ev.run_id, "N": ev.run_id.map(n_of), "D": ev.tokens.astype(float),
                                "C": ev[f"flops_{flops}"].astype(float), "loss": ev.val_loss.astype(float)})
         curves = curves[(curves.D > 0) & np.isfinite(curves.loss)]
-    return FitTable(points=points, curves=curves, excluded=excluded + dropped,
-                    conventions={"params": params, "flops": flops}, study_cost=_study_cost(runs, flops),
+    return FitTable(points=points, curves=curves, notes=mixed_versions(runs[runs.run_id.isin(points.run_id)]),
+                    excluded=excluded + dropped, conventions={"params": params, "flops": flops},
+                    study_cost=_study_cost(runs, flops),
                     tuning=tuning, untuned=None if untuned is None or untuned.empty else _with_nominal_c(untuned, runs))
+
+
+# What a run's numbers depend on besides its config: the project's code and the library that computes them.
+VERSION_COLUMNS = {"git_sha": "commits of the code", "version.scaling": "versions of scaling",
+                   "version.torch": "versions of torch"}
+
+
+def mixed_versions(runs: pd.DataFrame) -> list[str]:
+    """A note for each of VERSION_COLUMNS on which the fitted runs differ: a sweep grown or resumed across an upgrade
+    fits runs that one code would not all have given (the run id is the config's hash, not the code's)."""
+    notes = []
+    for column, what in VERSION_COLUMNS.items():
+        if column not in runs.columns:
+            continue
+        counts = runs[column].dropna().astype(str).value_counts()
+        if len(counts) > 1:
+            groups = ", ".join(f"{value[:12]}: {n} run{'s' * (n != 1)}" for value, n in counts.items())
+            notes.append(f"the runs were trained by {len(counts)} {what} ({groups}): a change between them can move "
+                         "every loss (fix: to fit the runs of one, move the other's run directories aside and run "
+                         "the sweep again)")
+    return notes
 
 
 def _with_nominal_c(points: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
