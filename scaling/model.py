@@ -21,6 +21,7 @@ scaling.optim. At m = 1 the model is the standard one.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -117,7 +118,8 @@ def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> torch.Tensor:
-    """Causal scaled_dot_product_attention of (batch, heads, seq, head_dim) tensors.
+    """Causal scaled_dot_product_attention of (batch, heads, seq, head_dim) tensors, returned as (batch, seq, heads,
+    head_dim): the layout the output projection reads, so its reshape copies nothing.
 
     On CPU the queries go in blocks of a quarter of the sequence (64 rows at least), each against the keys up to its
     own last row. The CPU flash kernel reads keys in blocks of up to 512 and computes every key of a block, masked or
@@ -125,16 +127,78 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     seq = q.shape[2]
     rows = max(64, seq // 4)
     if q.device.type != "cpu" or seq <= rows:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    blocks = []
-    for start, q_block in zip(range(0, seq, rows), q.split(rows, dim=2)):
-        end = start + q_block.shape[2]
-        # Row i of the block is query start + i: it sees keys 0..start + i.
-        visible = None if start == 0 else torch.ones(end - start, end, dtype=torch.bool, device=q.device).tril(start)
-        blocks.append(F.scaled_dot_product_attention(q_block, k[:, :, :end], v[:, :, :end], attn_mask=visible,
-                                                     is_causal=start == 0, scale=scale))
-    # Joined in (batch, seq, heads, head_dim), the layout the output projection reads, so its reshape copies nothing.
-    return torch.cat([block.transpose(1, 2) for block in blocks], dim=1).transpose(1, 2)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale).transpose(1, 2)
+    spans = [(start, min(start + rows, seq)) for start in range(0, seq, rows)]
+    if torch.compiler.is_compiling():  # inductor traces the blocks and autograd's backward of them
+        return _blocks_by_autograd(q, k, v, scale, spans)
+    return _CausalBlocks.apply(q, k, v, scale, spans)
+
+
+def _blocks_by_autograd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
+                        spans: list[tuple[int, int]]) -> torch.Tensor:
+    blocks = [F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, :end], v[:, :, :end],
+                                             attn_mask=_visible(start, end, q.device) if start else None,
+                                             is_causal=start == 0, scale=scale) for start, end in spans]
+    return torch.cat([block.transpose(1, 2) for block in blocks], dim=1)
+
+
+def _visible(start: int, end: int, device: torch.device) -> torch.Tensor:
+    """Row i of the query block [start, end) is query start + i: it sees keys 0..start + i."""
+    return torch.ones(end - start, end, dtype=torch.bool, device=device).tril(start)
+
+
+@functools.lru_cache(maxsize=64)
+def _additive_mask(start: int, end: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """_visible as the additive mask scaled_dot_product_attention makes of a boolean one (0 or -inf in the queries'
+    dtype), made once per block shape instead of once per call."""
+    return torch.where(_visible(start, end, device), 0.0, float("-inf")).to(dtype)
+
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
+
+
+class _CausalBlocks(torch.autograd.Function):
+    """The query blocks as calls of the flash kernel that scaled_dot_product_attention makes on CPU, and its backward,
+    with the same arguments: the same outputs and gradients to the bit. Backward writes q's gradient into one tensor
+    and adds each block's k and v gradients into the last block's, over the keys that block saw, in the order
+    autograd would; autograd's own backward pads every block's k and v gradients with zeros to the whole sequence
+    first (a zeroed copy per block and layer) and joins q's with a concatenation."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,  # type: ignore[override]
+                spans: list[tuple[int, int]]) -> torch.Tensor:
+        batch, heads, seq, head_dim = q.shape
+        out = q.new_empty(batch, seq, heads, head_dim)
+        per_block = []
+        for start, end in spans:
+            mask = _additive_mask(start, end, q.dtype, q.device) if start else None
+            block, logsumexp = _flash(q[:, :, start:end], k[:, :, :end], v[:, :, :end], 0.0, start == 0,
+                                      attn_mask=mask, scale=scale)
+            out[:, start:end] = block.transpose(1, 2)
+            per_block += [block, logsumexp]
+        ctx.save_for_backward(q, k, v, *per_block)
+        ctx.scale, ctx.spans = scale, spans
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        q, k, v, *per_block = ctx.saved_tensors
+        # Contiguous, as autograd's concatenation makes it: the rotation's backward rounds by its input's layout.
+        grad_q, grad_k, grad_v = q.new_empty(q.shape), None, None
+        # Autograd runs the blocks' backward from the last block to the first and adds their gradients in that order.
+        for i, (start, end) in reversed(list(enumerate(ctx.spans))):
+            mask = _additive_mask(start, end, q.dtype, q.device) if start else None
+            block_q, block_k, block_v = _flash_backward(
+                grad_out[:, start:end].transpose(1, 2), q[:, :, start:end], k[:, :, :end], v[:, :, :end],
+                per_block[2 * i], per_block[2 * i + 1], 0.0, start == 0, attn_mask=mask, scale=ctx.scale)
+            grad_q[:, :, start:end] = block_q
+            if grad_k is None:  # the last block saw every key
+                grad_k, grad_v = block_k, block_v
+            else:
+                grad_k[:, :, :end] += block_k
+                grad_v[:, :, :end] += block_v
+        return grad_q, grad_k, grad_v, None, None
 
 
 class Attention(nn.Module):
@@ -151,8 +215,7 @@ class Attention(nn.Module):
         batch, seq, width = x.shape
         qkv = self.qkv(x).view(batch, seq, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4) if rope is None else rotary_qkv(qkv, rope)
-        y = causal_attention(q, k, v, self.scale)
-        return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
+        return self.proj(causal_attention(q, k, v, self.scale).reshape(batch, seq, width))
 
 
 class MLP(nn.Module):
