@@ -1,8 +1,9 @@
-"""Trainer step vs the minimal baseline GPT, interleaved in one process (A B A B ...), one thread.
+"""Trainer step vs the minimal baseline GPT, interleaved in one process (A B A B ...), one thread; the last rows in a
+process that keeps freed memory, as training processes do.
 
 The own-process rows run the two sides in processes of their own, alternated (A B A B ... as processes): the
 best-settings row changes process-wide state (the allocator), and a training run has its process to itself.
-`python -m bench.throughput --side ours|baseline --setting fp32|best L H D STEPS` is one side.
+`python -m bench.throughput side ours|baseline fp32|fp32_kept|best L H D STEPS` is one side.
 """
 
 from __future__ import annotations
@@ -97,20 +98,48 @@ def run(repeats: int = 15) -> list[dict]:
             emulated = ours_dtype is torch.bfloat16 and not fast_bf16
             ours, base = make_ours(cfg, ours_dtype, compile_model), make_step(layers, heads, d, VOCAB, SEQ, base_dtype)
             t_ours, t_base = interleaved(ours, base, x, y, 3 if emulated else repeats, warmup=1 if emulated else 3)
-            tokens = BATCH * SEQ
-            med_ours, med_base = statistics.median(t_ours), statistics.median(t_base)
-            rows.append({
-                "shape": f"({layers},{heads},{d})", "arch": arch, "setting": label,
-                "ours_tokens_per_s": tokens / med_ours, "baseline_tokens_per_s": tokens / med_base,
-                "speedup": med_base / med_ours,
-                # Each A/B pair ran back to back, so its ratio cancels slow drifts of the shared VM.
-                "pair_ratio_quartiles": statistics.quantiles([b / a for a, b in zip(t_ours, t_base)], n=4),
-                "ours_spread_pct": 100 * (max(t_ours) - min(t_ours)) / med_ours,
-                "baseline_spread_pct": 100 * (max(t_base) - min(t_base)) / med_base,
-                "ours_mfu": tokens / med_ours * fpt / peaks[ours_dtype if fast_bf16 else None],
-                "peak_flops_per_s": peaks[ours_dtype if fast_bf16 else None],
-            })
+            rows.append(_row((layers, heads, d), arch, label, t_ours, t_base, fpt,
+                             peaks[ours_dtype if fast_bf16 else None]))
+    # Last, in a process of its own: glibc's setting is process-wide and cannot be undone.
+    out = subprocess.run([sys.executable, "-m", "bench.throughput", "interleaved-kept", str(repeats),
+                          str(peaks[None])], capture_output=True, text=True, check=True)
+    return rows + json.loads(out.stdout)
+
+
+KEPT_LABEL = "fp32 eager, both with freed memory kept (as the trainer runs)"
+
+
+def interleaved_kept(repeats: int, peak_flops_per_s: float) -> list[dict]:
+    """The default architecture against the baseline in fp32 eager, interleaved in one process whose allocator keeps
+    freed memory (scaling.hardware.keep_freed_memory), as every training process runs: both sides get it."""
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    x, y = fixed_batch()
+    rows = []
+    for layers, heads, d in SHAPES:
+        cfg = model_config(layers, heads, d)
+        ours, base = make_ours(cfg, None, False), make_step(layers, heads, d, VOCAB, SEQ, None)
+        t_ours, t_base = interleaved(ours, base, x, y, repeats)
+        rows.append(_row((layers, heads, d), "llama", KEPT_LABEL, t_ours, t_base,
+                         flops_per_token(cfg, "6n_attention"), peak_flops_per_s))
     return rows
+
+
+def _row(shape: tuple[int, int, int], arch: str, setting: str, t_ours: list[float], t_base: list[float],
+         flops_per_token_: float, peak_flops_per_s: float) -> dict:
+    tokens = BATCH * SEQ
+    med_ours, med_base = statistics.median(t_ours), statistics.median(t_base)
+    return {
+        "shape": "({},{},{})".format(*shape), "arch": arch, "setting": setting,
+        "ours_tokens_per_s": tokens / med_ours, "baseline_tokens_per_s": tokens / med_base,
+        "speedup": med_base / med_ours,
+        # Each A/B pair ran back to back, so its ratio cancels slow drifts of the shared VM.
+        "pair_ratio_quartiles": statistics.quantiles([b / a for a, b in zip(t_ours, t_base)], n=4),
+        "ours_spread_pct": 100 * (max(t_ours) - min(t_ours)) / med_ours,
+        "baseline_spread_pct": 100 * (max(t_base) - min(t_base)) / med_base,
+        "ours_mfu": tokens / med_ours * flops_per_token_ / peak_flops_per_s,
+        "peak_flops_per_s": peak_flops_per_s,
+    }
 
 
 # plain fp32 eager; fp32 eager with the allocator the trainer sets, on both sides; the trainer's best CPU settings
@@ -154,7 +183,7 @@ def own_processes(shape: tuple[int, int, int], setting: str, rounds: int = 5) ->
     times: dict[str, list[float]] = {"ours": [], "baseline": []}
     for _ in range(rounds):
         for side in times:
-            out = subprocess.run([sys.executable, "-m", "bench.throughput", "--side", side, "--setting", setting,
+            out = subprocess.run([sys.executable, "-m", "bench.throughput", "side", side, setting,
                                   *map(str, shape), str(steps)], capture_output=True, text=True, check=True)
             times[side] += json.loads(out.stdout)
     med_ours, med_base = statistics.median(times["ours"]), statistics.median(times["baseline"])
@@ -166,9 +195,17 @@ def own_processes(shape: tuple[int, int, int], setting: str, rounds: int = 5) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.throughput")
-    parser.add_argument("--side", choices=("ours", "baseline"), required=True)
-    parser.add_argument("--setting", choices=OWN_PROCESS_SETTINGS, required=True)
-    parser.add_argument("shape", nargs=3, type=int)
-    parser.add_argument("steps", type=int)
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("side", help="one side's step times in this process")
+    one.add_argument("side", choices=("ours", "baseline"))
+    one.add_argument("setting", choices=OWN_PROCESS_SETTINGS)
+    one.add_argument("shape", nargs=3, type=int)
+    one.add_argument("steps", type=int)
+    kept = commands.add_parser("interleaved-kept", help="the rows of interleaved_kept")
+    kept.add_argument("repeats", type=int)
+    kept.add_argument("peak_flops_per_s", type=float)
     args = parser.parse_args()
-    print(json.dumps(one_side(args.side, args.setting, tuple(args.shape), args.steps)))
+    if args.command == "side":
+        print(json.dumps(one_side(args.side, args.setting, tuple(args.shape), args.steps)))
+    else:
+        print(json.dumps(interleaved_kept(args.repeats, args.peak_flops_per_s)))
