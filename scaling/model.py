@@ -4,8 +4,8 @@ Two variants share one module: ``llama`` (RMSNorm, SwiGLU, rotary positions, no 
 GELU, learned positions, biases). The module is written for speed (fused q/k/v and gate/up projections,
 ``scaled_dot_product_attention``, on CPU in query blocks that skip most of the causal mask, rotary positions as one
 complex product over q and k together, and backward passes written by hand for the rotation, SwiGLU, RMSNorm and the
-query blocks, so each writes its gradient once instead of assembling it from pieces) and is exported to ``LlamaForCausalLM`` /
-``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
+query blocks, so each writes its gradient once instead of assembling it from pieces) and is exported to
+``LlamaForCausalLM`` / ``GPT2LMHeadModel`` by :mod:`scaling.export`, which splits the fused weights back out.
 
 Initialisation (seeded by the caller): every weight matrix and embedding ~ N(0, init_std²); the two residual
 projections of each block (attention output, MLP down) ~ N(0, (init_std / sqrt(2·num_layers))²) so the residual
