@@ -43,7 +43,7 @@ def check_lr(lr: float, field: str) -> None:
 
 
 def check_seed(seed: int, field: str) -> None:
-    """numpy's generators take seeds in [0, 2^64) only; torch takes the same range."""
+    """numpy's generators refuse a negative seed, torch.manual_seed one of 2^64 or more."""
     _require(0 <= seed < 2**64, field, f"{seed} is not in [0, 2^64)", "use a non-negative integer, e.g. 0")
 
 
