@@ -136,6 +136,8 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
 
 def _blocks_by_autograd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
                         spans: list[tuple[int, int]]) -> torch.Tensor:
+    """The query blocks as plain ops, differentiated by autograd: what torch.compile traces, and the reference
+    _CausalBlocks must equal bit for bit (tests/test_model.py)."""
     blocks = [F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, :end], v[:, :, :end],
                                              attn_mask=_visible(start, end, q.device) if start else None,
                                              is_causal=start == 0, scale=scale) for start, end in spans]
