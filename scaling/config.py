@@ -338,6 +338,9 @@ class BranchConfig:
     def __post_init__(self) -> None:
         _require(self.trunk is None or self.step > 0, "branch.step", f"{self.step} is not positive",
                  "set the trunk step the branch starts from")
+        # Without a trunk the step would be ignored: the run would train from scratch, not branch as asked.
+        _require(self.trunk is not None or self.step == 0, "branch.step", f"{self.step} is set without branch.trunk",
+                 "set branch.trunk to the run id to branch from, or leave branch.step at 0")
         _require(self.trunk is None or RUN_ID.fullmatch(self.trunk) is not None, "branch.trunk",
                  f"{self.trunk!r} is not a run id (12 hex digits)", "the trunk's run directory name, or null")
 

@@ -62,6 +62,8 @@ def test_every_group_option_composes_and_validates(group, option):
     (["optim.eps=0"], "optim.eps", "must be positive"),
     # A branch step past the run's end was never reached: the run finished without the branch point asked for.
     (["checkpoint.branch_steps=[100]"], "checkpoint.branch_steps", "beyond the run's last step (73)"),
+    # Without a trunk the step was ignored: a run from scratch where a branch was asked for.
+    (["branch.step=5"], "branch.step", "without branch.trunk"),
 ])
 def test_bad_config_is_one_clear_line(overrides, field, words):
     with pytest.raises(ConfigError) as err:
