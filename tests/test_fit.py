@@ -162,11 +162,19 @@ def test_cli_bad_tables_are_one_line_errors(tmp_path, columns, args, words):
 
 
 @pytest.mark.parametrize("name,text", [("empty.csv", ""), ("quote.csv", 'N,D,loss\n1,2\n"open\n'),
-                                       ("cut.jsonl", '{"N": ')])
+                                       ("cut.jsonl", '{"N": '), ("ragged.csv", "N,D,loss\n1,2,3\n1,2,3,4\n")])
 def test_an_unreadable_table_is_named_with_its_format_and_the_fix(tmp_path, name, text):
     (tmp_path / name).write_text(text)
-    with pytest.raises(FitInputError, match=rf"{name}: not a readable (CSV|JSON lines) table: .*\(fix: a "):
+    with pytest.raises(FitInputError, match=rf"{name}: not a readable (CSV|JSON lines) table: .*\(fix: a ") as err:
         from_file(tmp_path / name)
+    assert "\n" not in str(err.value)  # pandas' tokenizer error ended in a newline, which split the error line
+
+
+def test_a_table_with_only_a_header_says_it_has_no_rows(tmp_path):
+    # It said "every row has a non-finite or non-positive N, D, C or loss" of a table without rows.
+    (tmp_path / "t.csv").write_text("N,D,loss\n")
+    with pytest.raises(FitInputError, match=r"t.csv: the table has no rows \(fix: "):
+        from_file(tmp_path / "t.csv")
 
 
 def test_analysis_side_imports_no_torch():

@@ -75,8 +75,11 @@ def from_file(path: Path, n_col: str = "N", d_col: str = "D", c_col: str = "C", 
     try:
         df = pd.read_csv(path) if kind == "CSV" else pd.read_json(path, lines=kind == "JSON lines")
     except ValueError as e:  # pandas' parser errors, empty files and undecodable bytes are all ValueErrors
-        raise FitInputError(f"{path}: not a readable {kind} table: {e} (fix: a {kind} table with the columns "
+        reason = " ".join(str(e).split())  # pandas' tokenizer errors end in a newline: keep the error one line
+        raise FitInputError(f"{path}: not a readable {kind} table: {reason} (fix: a {kind} table with the columns "
                             f"{n_col}, {d_col} (or {c_col}) and {loss_col}, one row per run or evaluation)") from None
+    if df.empty:
+        raise FitInputError(f"{path}: the table has no rows (fix: one row per run or evaluation)")
     found = ", ".join(map(str, df.columns))
     for flag, col in (("--n-col", n_col), ("--loss-col", loss_col)):
         if col not in df.columns:
