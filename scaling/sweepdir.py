@@ -102,11 +102,16 @@ def branch_point(run_directory: Path, step: int) -> Path:
 # ------------------------------------------------------------------------------------------------ manifest
 
 
+SWEEP_DIR_FIX = "pass the directory a sweep wrote, sweep.out_dir/sweep.name, e.g. sweeps/default"
+
+
 def read_manifest(sweep_dir: Path) -> dict[str, Any]:
     path = Path(sweep_dir) / MANIFEST
+    if not Path(sweep_dir).exists():
+        raise SweepFormatError(f"{sweep_dir} does not exist (fix: {SWEEP_DIR_FIX})")
     if not path.exists():
-        raise SweepFormatError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}, which `python sweep.py` "
-                               "writes when it freezes a sweep's points)")
+        raise SweepFormatError(f"{sweep_dir} is not a sweep directory: it has no {MANIFEST}, which `python sweep.py` "
+                               f"writes when it freezes a sweep's points (fix: {SWEEP_DIR_FIX})")
     manifest = read_json(path, fix="delete it: `python sweep.py` with the sweep's grid writes it again and keeps the "
                          "runs")
     for point in manifest.get("points", []):

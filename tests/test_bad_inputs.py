@@ -120,6 +120,10 @@ def test_a_directory_that_is_no_sweep_is_named_with_the_fix_of_the_command_given
     with pytest.raises(SweepFormatError, match="not a sweep directory") as status_error:
         print_status(tmp_path)
     assert "CSV" not in str(status_error.value) and "python sweep.py" in str(status_error.value)
+    assert "fix: pass the directory a sweep wrote" in str(status_error.value)
+    # A path that does not exist was said to be "not a sweep directory (no manifest.json ...)".
+    with pytest.raises(SweepFormatError, match=r"no_sweep does not exist \(fix: pass the directory a sweep wrote"):
+        print_status(tmp_path / "no_sweep")
     with pytest.raises(FitInputError, match="pass a sweep directory or a CSV/JSONL table"):
         load(tmp_path)
 
