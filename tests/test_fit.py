@@ -152,6 +152,9 @@ def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
     ({"N": [1e6], "loss": [3.0]}, [], "needs a token column 'D'"),
     ({"N": [1e6, 2e6, 4e6], "C": [1e18] * 3, "loss": [3.1, 3.0, 3.05]}, ["--approach", "2"],
      "at least 2 FLOP budgets"),
+    # A sweep's conventions asked of a table were silently ignored: the fit used the table's own N and C.
+    ({"N": [1e6], "D": [1e9], "loss": [3.0]}, ["--total"], "--params, --flops and --total choose among a sweep's"),
+    ({"N": [1e6], "D": [1e9], "loss": [3.0]}, ["--flops", "6n"], "a table's N and C are its columns (fix: "),
 ])
 def test_cli_bad_tables_are_one_line_errors(tmp_path, columns, args, words):
     table = tmp_path / "t.csv"

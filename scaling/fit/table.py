@@ -209,4 +209,9 @@ def load(path: Path, **kwargs) -> FitTable:
             raise FitInputError(f"{path} is a directory but not a sweep's (no {MANIFEST}); pass a sweep directory or "
                                 "a CSV/JSONL table")
         return from_sweep(path, **{k: v for k, v in kwargs.items() if k in ("params", "flops")})
+    if kwargs.get("params") is not None or kwargs.get("flops") is not None:
+        # A table has one N and one C column: a convention asked for would be silently ignored.
+        raise FitInputError(f"{path}: --params, --flops and --total choose among a sweep's recorded conventions; a "
+                            "table's N and C are its columns (fix: drop the flag, or name the columns you want with "
+                            "--n-col and --c-col)")
     return from_file(path, **{k: v for k, v in kwargs.items() if k.endswith("_col")})
