@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep directory or a CSV/JSONL table")
     fit.add_argument("path")
     fit.add_argument("--out", required=True, help="output directory (fit.json, report.md, figures/)")
-    fit.add_argument("--n-col", default="N")
-    fit.add_argument("--d-col", default="D")
-    fit.add_argument("--c-col", default="C")
-    fit.add_argument("--loss-col", default="loss")
-    fit.add_argument("--run-col", default="run_id", help="column naming each row's run (several rows: a curve)")
+    fit.add_argument("--n-col", help="a table's parameter column (default: N)")
+    fit.add_argument("--d-col", help="a table's token column (default: D)")
+    fit.add_argument("--c-col", help="a table's FLOP column (default: C)")
+    fit.add_argument("--loss-col", help="a table's loss column (default: loss)")
+    fit.add_argument("--run-col", help="a table's column naming each row's run (several rows: a curve; default: "
+                     "run_id)")
     fit.add_argument("--approach", action="append", choices=APPROACHES,
                      help="repeat to select several (default: every approach the data supports)")
     fit.add_argument("--approach2-method", default="akima", choices=("akima", "parabola", "huber"))

@@ -173,6 +173,15 @@ def test_an_unreadable_table_is_named_with_its_format_and_the_fix(tmp_path, name
     assert "\n" not in str(err.value)  # pandas' tokenizer error ended in a newline, which split the error line
 
 
+def test_a_tables_columns_asked_of_a_sweep_are_refused_not_ignored(tmp_path):
+    # The fit used the sweep's own N and C, whatever column --n-col named; refused before the manifest is read.
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "manifest.json").write_text("{}")
+    result = run_fit(str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--n-col", "params", "--loss-col", "x")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--n-col, --loss-col name a table's columns" in result.stderr and "(fix: " in result.stderr
+
+
 def test_a_table_with_only_a_header_says_it_has_no_rows(tmp_path):
     # It said "every row has a non-finite or non-positive N, D, C or loss" of a table without rows.
     (tmp_path / "t.csv").write_text("N,D,loss\n")

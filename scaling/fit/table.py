@@ -200,18 +200,28 @@ def _study_cost(runs: pd.DataFrame, flops: str) -> dict[str, float] | None:
             "runs": len(runs)}
 
 
-def load(path: Path, **kwargs) -> FitTable:
+def load(path: Path, **kwargs: str | None) -> FitTable:
+    """A sweep directory (``params``, ``flops``: its conventions) or a table file (``*_col``: its columns); an
+    argument of the other kind, which would change nothing, is refused. None: the default."""
     path = Path(path)
     if not path.exists():
         raise FitInputError(f"{path} does not exist; pass a sweep directory or a CSV/JSONL table")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    columns = {k: v for k, v in given.items() if k.endswith("_col")}
+    conventions = {k: v for k, v in given.items() if k in ("params", "flops")}
     if path.is_dir():
         if not (path / MANIFEST).exists():
             raise FitInputError(f"{path} is a directory but not a sweep's (no {MANIFEST}); pass a sweep directory or "
                                 "a CSV/JSONL table")
-        return from_sweep(path, **{k: v for k, v in kwargs.items() if k in ("params", "flops")})
-    if kwargs.get("params") is not None or kwargs.get("flops") is not None:
+        if columns:
+            # A sweep's columns are its own: a column asked for would be silently ignored.
+            flags = ", ".join("--" + k.replace("_", "-") for k in columns)
+            raise FitInputError(f"{path}: {flags} name a table's columns; a sweep's N and C follow its conventions "
+                                "(fix: drop the flag, or choose them with --params and --flops)")
+        return from_sweep(path, **conventions)
+    if conventions:
         # A table has one N and one C column: a convention asked for would be silently ignored.
         raise FitInputError(f"{path}: --params, --flops and --total choose among a sweep's recorded conventions; a "
                             "table's N and C are its columns (fix: drop the flag, or name the columns you want with "
                             "--n-col and --c-col)")
-    return from_file(path, **{k: v for k, v in kwargs.items() if k.endswith("_col")})
+    return from_file(path, **columns)
