@@ -18,9 +18,12 @@ def _fit(args: argparse.Namespace) -> int:
     from scaling.fit.run import few_refits, write_fit
     from scaling.fit.table import TOTAL_CONVENTIONS, load
 
-    if args.total:
-        args.params, args.flops = TOTAL_CONVENTIONS["params"], TOTAL_CONVENTIONS["flops"]
     try:
+        if args.total:
+            if args.params is not None or args.flops is not None:  # --total would silently override them
+                raise UserError("--total sets --params and --flops itself (fix: give --total alone, or --params and "
+                                "--flops without it)")
+            args.params, args.flops = TOTAL_CONVENTIONS["params"], TOTAL_CONVENTIONS["flops"]
         table = load(Path(args.path), n_col=args.n_col, d_col=args.d_col, c_col=args.c_col, loss_col=args.loss_col,
                      run_col=args.run_col, params=args.params, flops=args.flops)
         for note in table.notes:

@@ -155,6 +155,8 @@ def test_cli_on_a_table_writes_fit_json_figures_and_report(tmp_path):
     # A sweep's conventions asked of a table were silently ignored: the fit used the table's own N and C.
     ({"N": [1e6], "D": [1e9], "loss": [3.0]}, ["--total"], "--params, --flops and --total choose among a sweep's"),
     ({"N": [1e6], "D": [1e9], "loss": [3.0]}, ["--flops", "6n"], "a table's N and C are its columns (fix: "),
+    # --total silently replaced the convention given beside it.
+    ({"N": [1e6], "D": [1e9], "loss": [3.0]}, ["--total", "--params", "non_embedding"], "--total sets --params"),
 ])
 def test_cli_bad_tables_are_one_line_errors(tmp_path, columns, args, words):
     table = tmp_path / "t.csv"
