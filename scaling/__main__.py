@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from scaling.errors import UserError
 from scaling.fit import checks
 from scaling.fit.approach3 import DEFAULT_FORM, FORMS
 from scaling.fit.run import APPROACHES, HOLDOUT_BY, fitted
+from scaling.fit.table import from_file
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -109,12 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep directory or a CSV/JSONL table")
     fit.add_argument("path")
     fit.add_argument("--out", required=True, help="output directory (fit.json, report.md, figures/)")
-    fit.add_argument("--n-col", help="a table's parameter column (default: N)")
-    fit.add_argument("--d-col", help="a table's token column (default: D)")
-    fit.add_argument("--c-col", help="a table's FLOP column (default: C)")
-    fit.add_argument("--loss-col", help="a table's loss column (default: loss)")
-    fit.add_argument("--run-col", help="a table's column naming each row's run (several rows: a curve; default: "
-                     "run_id)")
+    # None when not given, so that fit.table.load can refuse a table's flag on a sweep; the defaults are from_file's.
+    defaults = {name: p.default for name, p in inspect.signature(from_file).parameters.items()}
+    for name, what in (("n_col", "parameter column"), ("d_col", "token column"), ("c_col", "FLOP column"),
+                       ("loss_col", "loss column"), ("run_col", "run column (several rows of a run: a curve)")):
+        fit.add_argument("--" + name.replace("_", "-"), help=f"a table's {what} (default: {defaults[name]})")
     fit.add_argument("--approach", action="append", choices=APPROACHES,
                      help="repeat to select several (default: every approach the data supports)")
     fit.add_argument("--approach2-method", default="akima", choices=("akima", "parabola", "huber"))
