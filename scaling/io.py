@@ -60,20 +60,27 @@ def read_json(path: Path, fix: str = "delete it to regenerate") -> Any:
     """Parse a JSON file, naming the file and ``fix`` in the error when it is corrupt."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CorruptFile(f"{path} is not valid JSON ({e.msg} at line {e.lineno}) (fix: {fix})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFile(f"{path} is not valid JSON ({_why(e)}) (fix: {fix})") from None
+
+
+def _why(e: json.JSONDecodeError | UnicodeDecodeError) -> str:
+    """Where the text stops being JSON: a parse error's line, or the first byte that is not UTF-8."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"byte {e.start} is not UTF-8 text"
+    return f"{e.msg}: line {e.lineno} column {e.colno}"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read JSON lines, skipping a truncated last line (a writer killed mid-line) but not corruption elsewhere."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = Path(path).read_bytes().splitlines()
     rows = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(json.loads(line.decode("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             if i == len(lines) - 1:
                 break
             raise CorruptFile(f"{path}: line {i + 1} is not valid JSON; the file is corrupt (fix: delete the run "

@@ -55,6 +55,9 @@ def test_truncated_last_metrics_line_is_skipped_but_corruption_elsewhere_is_name
     path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')
     with pytest.raises(ValueError, match="line 2 is not valid JSON"):
         read_jsonl(path)
+    path.write_bytes(b'{"step": 1}\n\xff\xfe\n{"step": 3}\n')  # bytes that are not UTF-8: a UnicodeDecodeError
+    with pytest.raises(ValueError, match="line 2 is not valid JSON"):
+        read_jsonl(path)
 
 
 def test_unknown_gpu_logs_no_mfu():
@@ -128,17 +131,23 @@ def test_a_directory_that_is_no_sweep_is_named_with_the_fix_of_the_command_given
         load(tmp_path)
 
 
-def test_a_damaged_manifest_is_one_line_with_the_fix(finished_sweep, tmp_path):
+@pytest.mark.parametrize("damage,why", [
+    (b"{", "(Expecting property name enclosed in double quotes: line 1 column 2)"),
+    (b'{"a\x01', "(Invalid control character at: line 1 column 4)"),  # the message read "at at line 1"
+    (b"\xff\xfe{}", "(byte 0 is not UTF-8 text)"),  # a UnicodeDecodeError traceback
+])
+def test_a_damaged_manifest_is_one_line_with_the_fix(finished_sweep, tmp_path, damage, why):
     # It was a ValueError traceback from every command that reads the sweep.
     import shutil
 
     sweep = tmp_path / "s"
     shutil.copytree(finished_sweep, sweep)
-    (sweep / "manifest.json").write_text("{")
+    (sweep / "manifest.json").write_bytes(damage)
     out = subprocess.run([sys.executable, "-m", "scaling", "status", str(sweep)], cwd=ROOT, capture_output=True,
                          text=True)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "manifest.json is not valid JSON" in out.stderr and "writes it again and keeps the runs" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert f"manifest.json is not valid JSON {why}" in out.stderr
+    assert "writes it again and keeps the runs" in out.stderr
 
 
 @pytest.mark.parametrize("damage", ["missing", "not yaml"])
