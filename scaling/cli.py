@@ -7,14 +7,17 @@ and exit code 2; nothing already written is touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,6 +35,71 @@ CONFIGS = str(Path(__file__).resolve().parent / "configs")
 def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
+
+
+# Hydra raises its errors instead of printing them when this is "1" (hydra._internal.utils.run_and_report).
+HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
+_raising_set_here = False  # whether config_files_reported set HYDRA_FULL_ERROR (the user had not)
+
+
+@contextlib.contextmanager
+def config_files_reported() -> Iterator[None]:
+    """Around Hydra's entry point: a config file that is not YAML (a typo in configs/, a damaged saved config.yaml)
+    becomes one line naming the file, the place and the fix. Hydra prints such an error as a traceback through its
+    own frames; it raises it under HYDRA_FULL_ERROR=1, which this sets while Hydra composes the config
+    (``task_environment`` unsets it for the run itself), and prints Hydra's own short errors as Hydra does. A user who
+    set the variable gets Hydra's errors raw, as asked."""
+    global _raising_set_here
+    if os.environ.get(HYDRA_FULL_ERROR) == "1":
+        yield
+        return
+    os.environ[HYDRA_FULL_ERROR] = "1"
+    _raising_set_here = True
+    try:
+        yield
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else "a config file"
+        fail(f"{where} is not valid YAML: {e.problem} (fix: correct the file there)")
+    except UnicodeDecodeError as e:
+        path = _config_file_being_read(e)
+        if path is None:
+            raise
+        fail(f"{path} is not a config file: byte {e.start} is not UTF-8 text (fix: restore the file, or name another "
+             "with --config-path/--config-name)")
+    except CompactHydraException as e:
+        print(e, file=sys.stderr)
+        if isinstance(e.__cause__, OmegaConfBaseException):
+            print(e.__cause__, file=sys.stderr)
+        sys.exit(1)
+    finally:
+        os.environ.pop(HYDRA_FULL_ERROR, None)
+        _raising_set_here = False
+
+
+def _config_file_being_read(e: BaseException) -> str | None:
+    """The file Hydra's file config source was reading when ``e`` was raised, or None when it was not reading one."""
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "load_config" and "full_path" in frame.f_locals:
+            return str(frame.f_locals["full_path"])
+        tb = tb.tb_next
+    return None
+
+
+@contextlib.contextmanager
+def task_environment() -> Iterator[None]:
+    """The run itself, and every process it starts, with HYDRA_FULL_ERROR as the user left it: Hydra reports a failed
+    run its own way. Set again afterwards, for the next job's composition in a multirun."""
+    if not _raising_set_here:
+        yield
+        return
+    os.environ.pop(HYDRA_FULL_ERROR, None)
+    try:
+        yield
+    finally:
+        os.environ[HYDRA_FULL_ERROR] = "1"
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -4,12 +4,18 @@
 import hydra
 from omegaconf import DictConfig
 
-from scaling.cli import CONFIGS, sweep_main
+from scaling.cli import CONFIGS, config_files_reported, sweep_main, task_environment
 
 
 @hydra.main(config_path=CONFIGS, config_name="sweep", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    sweep_main(cfg)
+def _hydra_main(cfg: DictConfig) -> None:
+    with task_environment():
+        sweep_main(cfg)
+
+
+def main() -> None:
+    with config_files_reported():
+        _hydra_main()
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@
 import hydra
 from omegaconf import DictConfig
 
-from scaling.cli import CONFIGS, exit_after_multirun, train_main
+from scaling.cli import CONFIGS, config_files_reported, exit_after_multirun, task_environment, train_main
 
 
 @hydra.main(config_path=CONFIGS, config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    train_main(cfg)
+    with task_environment():
+        train_main(cfg)
 
 
 def main() -> None:
-    _hydra_main()
+    with config_files_reported():
+        _hydra_main()
     exit_after_multirun()
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from scaling.cli import HYDRA_FULL_ERROR, config_files_reported, task_environment
 from scaling.config import ConfigError, load_train_config
+from scaling.errors import EXIT_USER_ERROR
 from tests.conftest import CONFIGS, compose_raw, run_cli
 
 GROUPS = ["model", "data", "optim", "precision", "tracking"]
@@ -85,6 +88,35 @@ def test_cli_reports_without_traceback_and_writes_nothing(tmp_path, args, words)
     assert "Traceback" not in result.stderr
     assert words in result.stderr
     assert not any(Path(tmp_path / "runs").glob("*/summary.json"))
+
+
+@pytest.mark.parametrize("text,words", [
+    (b"model: [", "config.yaml, line 1, column 9 is not valid YAML: expected the node content"),
+    (b"model: a\nmodel: b\n", "config.yaml, line 2, column 1 is not valid YAML: found duplicate key model"),
+    (b"\xff\xfemodel: a", "config.yaml is not a config file: byte 0 is not UTF-8 text"),
+])
+@pytest.mark.parametrize("script", ["train.py", "sweep.py"])
+def test_a_config_file_that_is_not_yaml_is_one_line_naming_the_file_and_place(tmp_path, script, text, words):
+    # Hydra printed a traceback through its own frames for a saved config.yaml or an edited configs/ file.
+    (tmp_path / "config.yaml").write_bytes(text)
+    result = run_cli(script, "--config-path", str(tmp_path), "--config-name", "config")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == EXIT_USER_ERROR and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {tmp_path}/") and words in lines[0] and "(fix: " in lines[0]
+
+
+def test_hydras_own_errors_stay_short_and_the_run_sees_the_users_environment(tmp_path, monkeypatch):
+    result = run_cli("train.py", "model=no_such_model")
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "no_such_model" in result.stderr
+    # HYDRA_FULL_ERROR is set only while Hydra composes: the run, and the points a sweep starts, see the user's.
+    monkeypatch.delenv(HYDRA_FULL_ERROR, raising=False)
+    seen = []
+    with config_files_reported():
+        seen.append(os.environ.get(HYDRA_FULL_ERROR))
+        with task_environment():
+            seen.append(os.environ.get(HYDRA_FULL_ERROR))
+        seen.append(os.environ.get(HYDRA_FULL_ERROR))
+    assert seen == ["1", None, "1"] and HYDRA_FULL_ERROR not in os.environ
 
 
 @pytest.mark.parametrize("model", ["llama_tiny", "llama_small", "llama_124m", "llama_1b"])
