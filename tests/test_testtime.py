@@ -14,6 +14,7 @@ from scaling.config import ModelConfig
 from tests.flop_counter import register_cpu_sdpa_flops
 from scaling.testtime import analysis
 from scaling.testtime.cost import generation_flops
+from scaling.testtime.report import NO_PAIR
 from scaling.testtime.strategies import make_subsets, pass_at_k, select, subset_accuracy
 from scaling.testtime.task import BLANK, Problem, check, generate, held_out_problems, training_documents
 
@@ -442,6 +443,9 @@ def test_small_real_study_end_to_end(tmp_path):
     assert {r["family"] for r in results["exchange"]} <= {"search", "revisions"}
     report = (out / "report.md").read_text()
     assert "Exchange" in report and "Paper:" in report and "This run:" in report
+    # One model has no pair to exchange: said in the table and the finding, not "no pair could afford a generation"
+    # with an empty table, nor matplotlib's warning of a legend with nothing in it.
+    assert results["exchange"] == [] and report.count(NO_PAIR) == 2 and "No artists" not in result.stderr
     for figure in ("accuracy_vs_generations", "accuracy_vs_flops", "per_bin_oracle", "per_bin_predicted",
                    "beam_vs_best_of_n", "compute_optimal", "prm_aggregation", "verifier_quality", "revision_steps",
                    "revisions_vs_parallel", "revision_ratios", "exchange", "coverage_fits"):

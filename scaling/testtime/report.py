@@ -165,6 +165,9 @@ def revision_figures(models: list[dict], cfg, out_dir: Path) -> dict[str, str]:
     return paths
 
 
+NO_PAIR = "one model: the exchange compares a smaller and a larger one (grid.sizes with two or more)"
+
+
 def exchange_figure(results: dict[str, Any], out_dir: Path) -> str:
     rows = [r for r in results["exchange"] if r.get("per_bin")]
     pairs = sorted({(r["small"], r["large"]) for r in rows})
@@ -182,7 +185,11 @@ def exchange_figure(results: dict[str, Any], out_dir: Path) -> str:
             ax.axhline(0, color="k", lw=0.8)
             ax.set(xscale="log", xlabel="R = inference / pretraining tokens", ylabel="small + test-time − large",
                    title=f"{family}: {small} vs {large}")
-    axes[0][0].legend(fontsize=6)
+    if pairs:
+        axes[0][0].legend(fontsize=6)
+    else:
+        for ax in axes.flat:
+            ax.text(0.5, 0.5, NO_PAIR, ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return save_figure(fig, out_dir, "exchange")
 
@@ -263,6 +270,8 @@ def findings(results: dict[str, Any], cfg) -> dict[str, tuple[str, str]]:
 
 
 def exchange_summary(results: dict[str, Any]) -> str:
+    if not results["exchange"]:
+        return NO_PAIR
     parts = []
     for r in results["exchange"]:
         if r["charged"] and r.get("per_bin"):
@@ -331,6 +340,8 @@ def render(results: dict[str, Any], cfg) -> str:
               "side's budget.", "",
               "| family | small | large | R | charged | small | large | " + " | ".join(
                   f"bin {b}" for b in range(1, NUM_BINS + 1)) + " |", "|---|---|---|---|---|---|---|" + "---|" * 5]
+    if not results["exchange"]:
+        lines.append(f"| {NO_PAIR} |" + " |" * (6 + NUM_BINS))
     for r in results["exchange"]:
         head = f"| {r['family']} | {r['small']} | {r['large']} | {r['R']} | {'yes' if r['charged'] else 'no'} |"
         if not r.get("per_bin"):
