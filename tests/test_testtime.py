@@ -296,6 +296,26 @@ def _oracle(record: list):
     return score
 
 
+@pytest.mark.parametrize("damage,words", [
+    (lambda hf: (hf / "model.safetensors").unlink(), "OSError: Error no file named model.safetensors"),
+    (lambda hf: (hf / "model.safetensors").write_bytes(b"\xff" * 64), "SafetensorError: Error while deserializing"),
+    (lambda hf: (hf / "config.json").write_text("{"), "is not a valid JSON file"),
+    (lambda hf: (hf / "tokenizer.json").write_text("{"), "JSONDecodeError"),
+])
+def test_a_damaged_export_is_one_line_naming_the_run_and_the_fix(tmp_path, damage, words):
+    # A finished run's hf/ is its only copy of the model; a damaged one was a traceback from inside transformers.
+    from scaling.io import CorruptFile
+    from scaling.testtime.sampling import Policy
+
+    _random_policy(tmp_path)
+    damage(tmp_path / "hf")
+    with pytest.raises(CorruptFile) as err:
+        Policy.load(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'hf'}: the run's model cannot be loaded") and words in message
+    assert f"(fix: delete {tmp_path} and run the sweep again" in message and "\n" not in message
+
+
 @pytest.mark.parametrize("kind,lookahead", [("beam", 0), ("dvts", 0), ("lookahead", 1)])
 def test_search_with_an_oracle_prm_reaches_the_coverage_of_what_it_explored(tmp_path, kind, lookahead):
     from scaling.testtime.search import Search, search

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 import transformers
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from scaling.io import CorruptFile
 from scaling.testtime.task import BLANK, Problem, check
 
 
@@ -56,9 +58,16 @@ class Policy:
 
     @classmethod
     def load(cls, run_dir: Path, device: str = "cpu") -> "Policy":
+        """The finished run's transformers export (``hf/``, its only copy of the model: the checkpoints are gone)."""
         transformers.utils.logging.disable_progress_bar()
-        return cls.of(AutoModelForCausalLM.from_pretrained(run_dir / "hf").to(device).eval(),
-                      AutoTokenizer.from_pretrained(run_dir / "hf"))
+        try:
+            model, tokenizer = AutoModelForCausalLM.from_pretrained(run_dir / "hf"), AutoTokenizer.from_pretrained(
+                run_dir / "hf")
+        except (OSError, ValueError, SafetensorError) as e:  # missing or damaged files: transformers' own errors
+            raise CorruptFile(f"{run_dir / 'hf'}: the run's model cannot be loaded ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0]}) (fix: delete {run_dir} and run the sweep again, "
+                              "which trains the point again)") from None
+        return cls.of(model.to(device).eval(), tokenizer)
 
     @classmethod
     def of(cls, model: torch.nn.Module, tokenizer: object) -> "Policy":
