@@ -90,6 +90,16 @@ def test_approach2_bootstrap_gives_intervals_that_hold_the_truth():
     assert 0 < fit.ci95["a"][1] - fit.ci95["a"][0] < 0.5
 
 
+def test_approach2_names_the_budgets_too_small_for_a_profile():
+    n, d = np.array([1e5, 4e5, 1e5, 2e5]), np.array([4e7, 1e7, 8e7, 4e7])
+    with pytest.raises(ValueError) as err:
+        fit_approach2(n, d, true_loss(n, d), 6 * n * d, budgets=np.array([2.4e13, 2.4e13, 4.8e13, 4.8e13]))
+    assert "(C=2.4e+13: only 2 runs (needs 3 sizes); C=4.8e+13: only 2 runs" in str(err.value)
+    with pytest.raises(ValueError, match=r"; C=4.8e\+13: only 1 run \(needs 3 sizes\)\)$"):  # read "only 1 runs"
+        fit_approach2(n[:3], d[:3], true_loss(n[:3], d[:3]), 6 * n[:3] * d[:3],
+                      budgets=np.array([2.4e13, 2.4e13, 4.8e13]))
+
+
 def test_approach3_bootstrap_resamples_whole_runs():
     rng = np.random.default_rng(0)
     n = np.repeat(np.geomspace(1e5, 1e7, 5), 4)

@@ -124,7 +124,9 @@ def _optima(n: np.ndarray, d: np.ndarray, loss: np.ndarray, budgets: np.ndarray,
     for c in np.unique(budgets):
         members = budgets == c
         if members.sum() < MIN_SIZES_PER_BUDGET:
-            excluded.append(f"C={c:.3g}: only {members.sum()} runs (needs {MIN_SIZES_PER_BUDGET} sizes)")
+            runs = int(members.sum())
+            excluded.append(f"C={c:.3g}: only {runs} run{'s' if runs > 1 else ''} (needs {MIN_SIZES_PER_BUDGET} "
+                            "sizes)")
             continue
         found = find_optimum(n[members], d[members], loss[members], float(c), method)
         (optima if isinstance(found, BudgetOptimum) else excluded).append(found)
