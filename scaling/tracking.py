@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from scaling.config import TrackingConfig
 from scaling.io import atomic_write_text, read_jsonl
@@ -49,6 +51,22 @@ def relative_paths(tree: Any) -> Any:
     return tree
 
 
+def server_unreachable(settings: Any, timeout_s: float = 10.0) -> str | None:
+    """Why wandb's server cannot be reached from this machine, or None when it can (or a proxy stands between).
+    Without it, ``wandb.init`` waits its ``init_timeout`` (90 s) before giving up: on a node without internet every
+    point of a sweep would wait that long before training."""
+    if settings.https_proxy or settings.http_proxy or any(
+            os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    url = urlsplit(settings.base_url)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+    except OSError as e:
+        return f"its server {settings.base_url} cannot be reached ({e.strerror or e})"
+    return None
+
+
 class WandbMirror:
     """Mirror of the metrics into wandb (`offline` needs no account and writes under the run directory)."""
 
@@ -63,6 +81,11 @@ class WandbMirror:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        unreachable = server_unreachable(wandb.setup().settings) if cfg.mode == "online" else None
+        if unreachable:
+            log.warning("wandb online tracking is off for this run: %s (fix: tracking=offline here; `wandb sync` "
+                        "sends a run's wandb/ directory later, from a machine that reaches the server)", unreachable)
+            return
         settings = wandb.Settings(x_disable_meta=True, x_disable_stats=True, x_disable_machine_info=True,
                                   disable_git=True, disable_code=True, save_code=False) if cfg.redact else None
         try:
@@ -75,7 +98,7 @@ class WandbMirror:
                                   resume="allow", reinit="finish_previous", settings=settings)
         except Exception as e:  # wandb raises UsageError/CommError; tracking must never cost the run
             log.warning("wandb %s tracking is off for this run: %s (fix: `wandb login`, or tracking=offline)",
-                        cfg.mode, e)
+                        cfg.mode, " ".join(str(e).split()))
 
     def log(self, event: dict[str, Any]) -> None:
         if self.run is not None:
