@@ -193,6 +193,31 @@ def test_runs_of_a_sweep_trained_by_two_versions_of_torch_are_noted_where_the_fi
     assert note in json.loads((tmp_path / "fit" / "fit.json").read_text())["notes"]
 
 
+@pytest.mark.parametrize("damage", ["deleted", "emptied", "evals cut"])
+def test_a_finished_run_without_its_evaluation_history_is_noted_where_the_fit_is_read(finished_sweep, tmp_path,
+                                                                                      damage):
+    # Approach 1 reads its envelope from metrics.jsonl: without the file, the run left the envelope without a word.
+    import shutil
+
+    from scaling.fit.table import from_sweep
+
+    sweep = tmp_path / "s"
+    shutil.copytree(finished_sweep, sweep)
+    run = sorted((sweep / "runs").iterdir())[0]
+    metrics = run / "metrics.jsonl"
+    if damage == "deleted":
+        metrics.unlink()
+    elif damage == "emptied":
+        metrics.write_text("")
+    else:
+        metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines() if '"eval"' not in line))
+    table = from_sweep(sweep)
+    (note,) = table.notes
+    assert note.startswith(f"1 of the {len(table.points)} fitted runs have no evaluation history ({run.name}: ")
+    assert "approach 1's envelope lacks them" in note and "(fix: delete their run directories" in note
+    assert run.name in set(table.points.run_id)  # its final loss is still fitted
+
+
 def test_manifest_ids_cannot_escape_the_sweep(finished_sweep, tmp_path):
     import shutil
 

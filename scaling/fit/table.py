@@ -154,7 +154,8 @@ def from_sweep(sweep_dir: Path, params: str | None = None, flops: str | None = N
         curves = pd.DataFrame({"run_id": ev.run_id, "N": ev.run_id.map(n_of), "D": ev.tokens.astype(float),
                                "C": ev[f"flops_{flops}"].astype(float), "loss": ev.val_loss.astype(float)})
         curves = curves[(curves.D > 0) & np.isfinite(curves.loss)]
-    return FitTable(points=points, curves=curves, notes=mixed_versions(runs[runs.run_id.isin(points.run_id)]),
+    notes = mixed_versions(runs[runs.run_id.isin(points.run_id)]) + without_history(points, evals)
+    return FitTable(points=points, curves=curves, notes=notes,
                     excluded=excluded + dropped, conventions={"params": params, "flops": flops},
                     study_cost=_study_cost(runs, flops),
                     tuning=tuning, untuned=None if untuned is None or untuned.empty else _with_nominal_c(untuned, runs))
@@ -179,6 +180,19 @@ def mixed_versions(runs: pd.DataFrame) -> list[str]:
                          "every loss (fix: to fit the runs of one, move the other's run directories aside and run "
                          "the sweep again)")
     return notes
+
+
+def without_history(points: pd.DataFrame, evals: pd.DataFrame) -> list[str]:
+    """A note naming the fitted runs that have no evaluation in their ``metrics.jsonl`` (the file lost or emptied):
+    every finished run logs its final evaluation there, and approach 1's envelope is read from those histories, so
+    without the note it would lack the runs silently."""
+    logged = set(evals.run_id) if not evals.empty else set()
+    lacking = sorted(set(points.run_id) - logged)
+    if not lacking:
+        return []
+    return [f"{len(lacking)} of the {len(points)} fitted runs have no evaluation history ({', '.join(lacking)}: "
+            "metrics.jsonl missing or without evals), so approach 1's envelope lacks them; their final losses are "
+            "fitted (fix: delete their run directories and run the sweep again to train them again)"]
 
 
 def _with_nominal_c(points: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
