@@ -461,8 +461,12 @@ RUN_ID = re.compile(r"[0-9a-f]{12}")
 
 def run_id(cfg: TrainConfig) -> str:
     """Content hash of the semantic config: equal ids mean the same computation."""
-    semantic = _drop(to_dict(cfg), NON_SEMANTIC_FIELDS)
-    return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(semantic(to_dict(cfg)), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def semantic(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping without NON_SEMANTIC_FIELDS: what decides the computation, which the run id hashes."""
+    return _drop(raw, NON_SEMANTIC_FIELDS)
 
 
 def _drop(tree: dict[str, Any], dotted: frozenset[str], prefix: str = "") -> dict[str, Any]:

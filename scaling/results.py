@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from scaling.io import atomic_write, read_jsonl
-from scaling.sweepdir import point_dir, point_status, read_frozen, read_manifest, run_dir
+from scaling.sweepdir import point_status, read_manifest, read_point_config, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         run_directory = run_dir(sweep_dir, pid)
         status, summary = point_status(run_directory)
         row: dict[str, Any] = {"run_id": pid, "status": status, **{f"grid.{k}": v for k, v in point["grid"].items()}}
-        _flatten("config.", read_frozen(point_dir(sweep_dir, pid) / "config.yaml"), row)
+        _flatten("config.", read_point_config(sweep_dir, pid), row)
         if summary and status in ("finished", "diverged"):
             row.update(final_val_loss=summary["final_val_loss"], min_val_loss=summary["min_val_loss"],
                        final_val_loss_se=summary.get("final_val_loss_se"), eval_sequences=summary.get("eval_sequences"),

@@ -82,6 +82,37 @@ def read_frozen(path: Path, fix: str = REFREEZE) -> dict[str, Any]:
     return config
 
 
+def read_point_config(sweep_dir: Path, point_id: str) -> dict[str, Any]:
+    """A point's frozen config, checked against the one its run recorded when it started: a frozen config edited
+    since describes another run than the one trained under its id, and a table read from it would mislabel that
+    run."""
+    from scaling.config import semantic
+
+    path = point_dir(sweep_dir, point_id) / "config.yaml"
+    config = read_frozen(path)
+    recorded = run_dir(sweep_dir, point_id) / "config.yaml"
+    if recorded.exists():
+        differing = _differing(semantic(config), semantic(read_frozen(recorded, fix=f"copy {path} there")))
+        if differing:
+            raise SweepFormatError(f"{path} was edited after its run started: {', '.join(differing[:3])} "
+                                   f"{'differs' if len(differing) == 1 else 'differ'} from the run's own "
+                                   f"{recorded.name}, so it no longer describes the run trained under its id (fix: "
+                                   f"{REFREEZE}; a variant of a point is a run of its own: `python -m scaling.train "
+                                   f"--config-path {recorded.parent} --config-name config field=value`)")
+    return config
+
+
+def _differing(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two nested mappings differ."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix.rstrip(".") or "the config"]
+    return [key for k in sorted(a.keys() | b.keys(), key=str)
+            for key in _differing(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{prefix}{k}.")]
+
+
+_ABSENT = object()
+
+
 # ------------------------------------------------------------------------------------------------ paths
 
 
@@ -155,10 +186,10 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
         added = [p for p in points if p.id not in kept]
         # A frozen config is a function of the grid alone (its id is its hash): one deleted or damaged since is
         # written again.
-        lost = [p for p in points if p.id in kept and not _intact(point_dir(sweep_dir, p.id) / "config.yaml")]
+        lost = [p for p in points if p.id in kept and not _intact(point_dir(sweep_dir, p.id) / "config.yaml", p.id)]
         if lost:
-            log.warning("%d frozen point config(s) in %s were missing or damaged; written again from the grid: %s",
-                        len(lost), sweep_dir, ", ".join(p.id for p in lost))
+            log.warning("%d frozen point config(s) in %s were missing, damaged or edited; written again from the "
+                        "grid: %s", len(lost), sweep_dir, ", ".join(p.id for p in lost))
         _write_configs(sweep_dir, lost)
         if not added and frozen_pair is not None:
             return 0
@@ -169,12 +200,14 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
     return len(added)
 
 
-def _intact(frozen_config: Path) -> bool:
+def _intact(frozen_config: Path, point_id: str) -> bool:
+    """Whether the file is the frozen config of ``point_id``: readable, and hashing to that id."""
+    from scaling.config import load_train_config, run_id
+
     try:
-        read_frozen(frozen_config)
-    except SweepFormatError:
+        return run_id(load_train_config(read_frozen(frozen_config))) == point_id
+    except UserError:  # missing, not YAML, or not a valid config
         return False
-    return True
 
 
 def _write_configs(sweep_dir: Path, points: list[Any]) -> None:

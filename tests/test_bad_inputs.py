@@ -150,21 +150,32 @@ def test_a_damaged_manifest_is_one_line_with_the_fix(finished_sweep, tmp_path, d
     assert "writes it again and keeps the runs" in out.stderr
 
 
-@pytest.mark.parametrize("damage", ["missing", "not yaml"])
+@pytest.mark.parametrize("damage", ["missing", "not yaml", "edited"])
 def test_a_lost_frozen_config_is_named_and_the_sweep_writes_it_again(finished_sweep, tmp_path, damage):
-    # A deleted or damaged points/<id>/config.yaml was a FileNotFoundError or YAML traceback after the points ran.
+    # A deleted or damaged points/<id>/config.yaml was a FileNotFoundError or YAML traceback after the points ran;
+    # an edited one labelled the run in the tables with settings it was not trained with, and was never written
+    # again.
     import shutil
 
     sweep = tmp_path / "s"
     shutil.copytree(finished_sweep, sweep)
     frozen = next((sweep / "points").iterdir()) / "config.yaml"
-    frozen.unlink() if damage == "missing" else frozen.write_text("x: [")
-    with pytest.raises(SweepFormatError, match="run `python sweep.py` with the sweep's grid again"):
+    if damage == "missing":
+        frozen.unlink()
+    elif damage == "not yaml":
+        frozen.write_text("x: [")
+    else:
+        text = frozen.read_text()
+        assert text.count("\n  lr: 0.01\n") == 1
+        frozen.write_text(text.replace("\n  lr: 0.01\n", "\n  lr: 0.5\n"))
+    with pytest.raises(SweepFormatError, match="run `python sweep.py` with the sweep's grid again") as err:
         collect(sweep)
+    if damage == "edited":
+        assert "was edited after its run started: optim.lr differs from the run's own config.yaml" in str(err.value)
     again = run_cli("sweep.py", f"sweep.out_dir={tmp_path}", "sweep.name=s", *SWEEP_TINY,
                     "grid.budgets_tokens=[16384]", "sweep.fit=false")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "were missing or damaged; written again from the grid" in again.stderr
+    assert "were missing, damaged or edited; written again from the grid" in again.stderr
     assert "already finished" in again.stderr
     assert run_id(load_train_config(read_frozen(frozen))) == frozen.parent.name  # the point's own computation
 
