@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from scaling.config import RUN_ID
+from scaling.config import RUN_ID, ConfigError, load_train_config, run_id, semantic
 from scaling.errors import UserError
 from scaling.io import atomic_write_json, atomic_write_text, read_json
 from scaling.summary import STATUSES, SummaryCorrupt, read_summary
@@ -86,8 +86,6 @@ def read_point_config(sweep_dir: Path, point_id: str) -> dict[str, Any]:
     """A point's frozen config, checked against the one its run recorded when it started: a frozen config edited
     since describes another run than the one trained under its id, and a table read from it would mislabel that
     run."""
-    from scaling.config import semantic
-
     path = point_dir(sweep_dir, point_id) / "config.yaml"
     config = read_frozen(path)
     recorded = run_dir(sweep_dir, point_id) / "config.yaml"
@@ -163,8 +161,6 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
     not run again. Any other grid in the same directory is an error (two grids never mix in one sweep), and so is
     another convention pair. ``points`` are :class:`scaling.grid.GridPoint`; ``conventions`` is the (params,
     flops) pair every fit of the sweep uses."""
-    from scaling.config import ConfigError
-
     sweep_dir = Path(sweep_dir)
     entries = [{"id": p.id, "grid": p.grid} for p in points]
     manifest = {"format": SWEEP_FORMAT, "name": name, "kind": kind,
@@ -184,8 +180,8 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
                               f"flops={conventions['flops']}", "keep the sweep's pair, or fit it under another: "
                               f"python -m scaling fit {sweep_dir} --params P --flops F --out DIR")
         added = [p for p in points if p.id not in kept]
-        # A frozen config is a function of the grid alone (its id is its hash): one deleted or damaged since is
-        # written again.
+        # A frozen config is a function of the grid alone (its id is its hash): one deleted, damaged or edited since
+        # is written again.
         lost = [p for p in points if p.id in kept and not _intact(point_dir(sweep_dir, p.id) / "config.yaml", p.id)]
         if lost:
             log.warning("%d frozen point config(s) in %s were missing, damaged or edited; written again from the "
@@ -202,8 +198,6 @@ def freeze(sweep_dir: Path, name: str, kind: str, points: list[Any], conventions
 
 def _intact(frozen_config: Path, point_id: str) -> bool:
     """Whether the file is the frozen config of ``point_id``: readable, and hashing to that id."""
-    from scaling.config import load_train_config, run_id
-
     try:
         return run_id(load_train_config(read_frozen(frozen_config))) == point_id
     except UserError:  # missing, not YAML, or not a valid config
