@@ -90,6 +90,18 @@ def test_cli_reports_without_traceback_and_writes_nothing(tmp_path, args, words)
     assert not any(Path(tmp_path / "runs").glob("*/summary.json"))
 
 
+@pytest.mark.parametrize("script,says", [
+    ("train.py", "python train.py (or scaling-train): train one model"),
+    ("sweep.py", "python sweep.py (or scaling-sweep): run a grid of training runs"),
+])
+def test_help_says_what_the_command_does_and_where_its_fields_are_described(script, says):
+    # It opened with Hydra's "train is powered by Hydra." and nothing about the command.
+    result = run_cli(script, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(says)
+    assert "README.md" in result.stdout and "powered by Hydra" not in result.stdout
+    assert "== Configuration groups ==" in result.stdout and "model: gpt2_tiny" in result.stdout
+
+
 @pytest.mark.parametrize("text,words", [
     (b"model: [", "config.yaml, line 1, column 9 is not valid YAML: expected the node content"),
     (b"model: a\nmodel: b\n", "config.yaml, line 2, column 1 is not valid YAML: found duplicate key model"),
