@@ -39,8 +39,8 @@ def schedule_cut_short(cfg: OptimConfig, num_steps: int) -> str | None:
     past the decay's start jumps from the ramp onto the decay."""
     last = num_steps - 1
     if cfg.warmup_steps > last:
-        return (f"optim.warmup_steps={cfg.warmup_steps} does not fit the run's {num_steps} steps: the warmup is cut "
-                f"to {last} steps" + ("" if cfg.schedule == "constant" else " and the rate never decays"))
+        return (f"optim.warmup_steps={cfg.warmup_steps} does not fit the run's {_steps(num_steps)}: the warmup is "
+                f"cut to {_steps(last)}" + ("" if cfg.schedule == "constant" else " and the rate never decays"))
     if cfg.schedule == "cosine" and 0 < cfg.warmup_steps == last:
         return (f"optim.warmup_steps={cfg.warmup_steps} leaves none of the run's {num_steps} steps to the cosine "
                 "decay: the rate ends at its peak")
@@ -48,6 +48,10 @@ def schedule_cut_short(cfg: OptimConfig, num_steps: int) -> str | None:
         return (f"optim.warmup_steps={cfg.warmup_steps} runs past step {cfg.decay_start(num_steps)}, where the wsd "
                 f"decay of this {num_steps}-step run starts: the rate jumps from the ramp onto the decay")
     return None
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" + ("" if n == 1 else "s")
 
 
 def lr_at(step: int, num_steps: int, cfg: OptimConfig) -> float:

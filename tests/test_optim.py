@@ -36,6 +36,7 @@ def test_a_warmup_the_run_cannot_hold_is_named_and_a_fitting_one_is_not():
     assert lrs[-1] == max(lrs) == 1.0  # what the warning is about
     cut = schedule_cut_short(dataclasses.replace(BASE, warmup_steps=1000), 8)
     assert "optim.warmup_steps=1000" in cut and "cut to 7 steps" in cut and "never decays" in cut
+    assert "the run's 2 steps: the warmup is cut to 1 step and" in schedule_cut_short(BASE, 2)  # read "1 steps"
     assert "never decays" not in schedule_cut_short(dataclasses.replace(BASE, warmup_steps=8, schedule="constant"), 8)
     assert "ends at its peak" in schedule_cut_short(dataclasses.replace(BASE, warmup_steps=7), 8)
     wsd = dataclasses.replace(BASE, schedule="wsd")  # 100 steps: the decay starts at step 80
