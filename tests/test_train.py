@@ -14,7 +14,7 @@ from scaling.config import run_id
 from scaling.errors import EXIT_FAILED_JOBS
 from scaling.io import read_json, read_jsonl
 from scaling.trainer import train
-from tests.conftest import make_config, run_cli
+from tests.conftest import TINY, make_config, run_cli
 
 
 def _train(tmp_path, overrides=()):
@@ -174,19 +174,23 @@ def test_one_point_in_two_sweeps_is_two_wandb_runs(tmp_path):
     assert files[0].endswith(f"sweep-a-{first.name}") and files[1].endswith(f"sweep-b-{second.name}"), files
 
 
-def test_online_tracking_without_a_reachable_server_warns_at_once_and_trains(tmp_path, monkeypatch, caplog):
+def test_online_tracking_without_a_reachable_server_warns_at_once_and_trains(tmp_path):
     # wandb.init waited its 90 s init_timeout first: on a node without internet, every point of a sweep did.
     from types import SimpleNamespace
 
     from scaling.tracking import server_unreachable
 
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:1")  # nothing listens on port 1: refused at once
-    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
-    with caplog.at_level(logging.WARNING, logger="scaling.tracking"):
-        _, run_dir = _train(tmp_path, ["tracking=online", "budget.tokens=8192"])
+    # Nothing listens on port 1: refused at once. A process of its own, as a run is: wandb reads its settings once.
+    env = {"WANDB_BASE_URL": "http://127.0.0.1:1", "WANDB_API_KEY": "0" * 40,
+           **{v: "" for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")}}
+    result = run_cli("train.py", f"run.out_dir={tmp_path / 'runs'}", *TINY, "tracking=online", "budget.tokens=8192",
+                     "run.export_hf=false", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
     assert read_json(run_dir / "summary.json")["status"] == "finished" and not (run_dir / "wandb").exists()
-    assert "wandb online tracking is off for this run: its server http://127.0.0.1:1 cannot be reached" in caplog.text
-    assert "fix: tracking=offline" in caplog.text
+    warning = ("wandb online tracking is off for this run: its server http://127.0.0.1:1 cannot be reached "
+               "(Connection refused) (fix: tracking=offline")
+    assert warning in result.stderr and warning in (run_dir / "train.log").read_text()
     # Behind a proxy the server is the proxy's to reach: wandb is left to try.
     behind = SimpleNamespace(base_url="http://127.0.0.1:1", https_proxy="http://proxy:3128", http_proxy=None)
     assert server_unreachable(behind) is None and "refused" in server_unreachable(
