@@ -81,14 +81,15 @@ class WandbMirror:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        unreachable = server_unreachable(wandb.setup().settings) if cfg.mode == "online" else None
-        if unreachable:
-            log.warning("wandb online tracking is off for this run: %s (fix: tracking=offline here; `wandb sync` "
-                        "sends a run's wandb/ directory later, from a machine that reaches the server)", unreachable)
-            return
         settings = wandb.Settings(x_disable_meta=True, x_disable_stats=True, x_disable_machine_info=True,
                                   disable_git=True, disable_code=True, save_code=False) if cfg.redact else None
         try:
+            unreachable = server_unreachable(wandb.setup().settings) if cfg.mode == "online" else None
+            if unreachable:
+                log.warning("wandb online tracking is off for this run: %s (fix: tracking=offline here; `wandb sync` "
+                            "sends a run's wandb/ directory later, from a machine that reaches the server)",
+                            unreachable)
+                return
             config = relative_paths(config) if cfg.redact else config
             self.run = wandb.init(mode=cfg.mode, project=cfg.project, group=cfg.group, name=name,
                                   id=f"{cfg.group}-{name}" if cfg.group else name,

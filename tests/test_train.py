@@ -191,6 +191,10 @@ def test_online_tracking_without_a_reachable_server_warns_at_once_and_trains(tmp
     warning = ("wandb online tracking is off for this run: its server http://127.0.0.1:1 cannot be reached "
                "(Connection refused) (fix: tracking=offline")
     assert warning in result.stderr and warning in (run_dir / "train.log").read_text()
+    # A base URL wandb refuses (its settings raise a ValidationError) costs the tracking, never the run.
+    result = run_cli("train.py", f"run.out_dir={tmp_path / 'bad-url'}", *TINY, "tracking=online", "budget.tokens=8192",
+                     "run.export_hf=false", env={**env, "WANDB_BASE_URL": "::not a url"})
+    assert result.returncode == 0 and "wandb online tracking is off for this run: 1 validation error" in result.stderr
     # Behind a proxy the server is the proxy's to reach: wandb is left to try.
     behind = SimpleNamespace(base_url="http://127.0.0.1:1", https_proxy="http://proxy:3128", http_proxy=None)
     assert server_unreachable(behind) is None and "refused" in server_unreachable(
